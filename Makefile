@@ -1,0 +1,42 @@
+# The verbs people expect. Each target installs what it needs first.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: install demo test lint format bench lock clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## run the whole flow on sample data in .demo/
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem demo
+
+test: install  ## the whole test suite, real servers included
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install  ## timings, written to benchmarks/results/
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m benchmarks
+
+lock: install  ## refresh dvc.lock from an empty pipeline run
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.workspace --refresh-lock .
+
+clean:
+	rm -rf .demo .tmp
