@@ -1,0 +1,149 @@
+"""Atomic, durable publication of files and directories.
+
+In: bytes, JSON-able values, or a fully staged directory. Out: the same at their final path, such
+that a reader (or a process restarted after a crash) sees either the old version or the new one,
+never a torn mix. Every publish fsyncs the data, renames it into place and fsyncs the directory, so
+the rename itself survives a power cut. OS errors become a StorageError that names the path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mainstem import crashpoints
+from mainstem.errors import StorageError
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn an OSError raised inside the block into a StorageError that says what failed."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        hint = {
+            errno.ENOSPC: "the disk is full; free space and retry",
+            errno.EDQUOT: "the disk quota is exhausted; free space and retry",
+            errno.EIO: "the device reported an I/O error; check the disk and retry",
+            errno.EACCES: "permission denied; fix the ownership or mode of the path",
+            errno.EPERM: "operation not permitted; fix the ownership or mode of the path",
+            errno.EROFS: "the file system is read-only",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise StorageError(f"{what}: {hint} ({exc.filename or ''})") from exc
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the directory entries of `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one JSON encoding mainstem writes: sorted keys, two-space indent, final newline."""
+    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Publish `data` at `path` atomically and durably."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with storage_errors(f"could not write {path}"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            crashpoints.reach(f"replace {path.name}")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Publish `value` as canonical JSON at `path`, atomically and durably."""
+    write_bytes(path, canonical_json(value))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two directory entries in one atomic step (Linux renameat2 RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def sync_tree(root: Path) -> None:
+    """fsync every file and directory under `root`, deepest first."""
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            fsync_file(Path(dirpath) / name)
+        fsync_dir(Path(dirpath))
+
+
+def publish_dir(staged: Path, target: Path) -> None:
+    """Replace directory `target` with the fully written directory `staged`.
+
+    Readers see the old tree or the new one: the swap is a single rename. The old tree is removed
+    afterwards; a crash before that leaves it at `staged`, which the next publish clears.
+    """
+    with storage_errors(f"could not publish {target}"):
+        sync_tree(staged)
+        crashpoints.reach(f"publish {target.name}")
+        if target.exists():
+            exchange(staged, target)
+            fsync_dir(target.parent)
+            shutil.rmtree(staged)
+        else:
+            os.rename(staged, target)
+            fsync_dir(target.parent)
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty directory at `path`, clearing what a crashed earlier attempt left there."""
+    with storage_errors(f"could not prepare {path}"):
+        if path.exists() or path.is_symlink():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        path.mkdir(parents=True)
+    return path
+
+
+def staging_path(target: Path, purpose: str) -> Path:
+    """The sibling path where a new version of (part of) `target` is built before publishing.
+
+    It sits beside `target`, never inside it, so a crash cannot leave scratch files inside a
+    DVC-tracked output; `.gitignore` and `.dvcignore` both skip `.*.staging`.
+    """
+    return target.with_name(f".{target.name}.{purpose}.staging")
