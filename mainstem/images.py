@@ -1,0 +1,228 @@
+"""Validate linked images and turn them into canonical files.
+
+In: an image's bytes and the contract's ImageRule for its column. Out: an ImageOutcome, either the
+canonical image (EXIF orientation applied, converted to the contract's mode, centre-cropped and
+resized to its size, re-encoded with no metadata) named by the sha256 of its bytes, or the reason
+the image is refused. Only formats in the rule's allowlist are ever parsed; a full `load()` runs on
+every image, so corrupt JPEG data is caught; Pillow's decompression-bomb warning is an error here.
+Many images are processed in a bounded pool of worker processes; results keep the input order.
+
+This module imports only Pillow and NumPy, so worker processes start quickly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+_ENCODE = {"PNG": {"compress_level": 1}, "JPEG": {"quality": 95}, "WEBP": {"quality": 90}}
+_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+_MAGIC = (
+    (b"%PDF", "PDF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"RIFF", "WEBP or another RIFF format"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+)
+_WHITE = (255, 255, 255)
+_INLINE_BELOW = 16
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    column: str
+    formats: tuple[str, ...]
+    max_bytes: int
+    min_width: int
+    min_height: int
+    max_width: int
+    max_height: int
+    max_pixels: int
+    multi_frame: Literal["first", "reject"]
+    width: int
+    height: int
+    mode: str
+    format: str
+
+    @property
+    def extension(self) -> str:
+        return _EXTENSIONS[self.format]
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    reason: str | None
+    data: bytes | None = None
+    sha256: str | None = None
+    extension: str | None = None
+    source: str | None = None
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def name(self) -> str:
+        """Where the canonical image lives in the image store: `ab/abcdef....png`."""
+        if self.sha256 is None:
+            raise ValueError("a refused image has no canonical name")
+        return f"{self.sha256[:2]}/{self.sha256}.{self.extension}"
+
+
+def sniff(data: bytes) -> str | None:
+    head = data[:16].lstrip()
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
+def canonicalize(data: bytes, rule: ImageRule, filename: str = "") -> ImageOutcome:
+    """Check one image against `rule` and produce its canonical encoding."""
+    if not data:
+        return ImageOutcome("the image file is empty (0 bytes)")
+    if len(data) > rule.max_bytes:
+        return ImageOutcome(f"the image file is {len(data)} bytes (max {rule.max_bytes})")
+    Image.MAX_IMAGE_PIXELS = rule.max_pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return _canonicalize(data, rule, filename)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            return ImageOutcome(f"refused as a decompression bomb: {exc}")
+        except UnidentifiedImageError:
+            kind = sniff(data)
+            allowed = ", ".join(rule.formats)
+            if kind:
+                return ImageOutcome(f"the file is {kind}; allowed formats are {allowed}")
+            return ImageOutcome(f"not an image in an allowed format ({allowed})")
+        except MemoryError:
+            return ImageOutcome("the image needs more memory to decode than is available")
+        except Exception as exc:
+            return ImageOutcome(f"the image cannot be decoded: {type(exc).__name__}: {exc}")
+
+
+def _canonicalize(data: bytes, rule: ImageRule, filename: str) -> ImageOutcome:
+    with Image.open(io.BytesIO(data), formats=list(rule.formats)) as im:
+        source = f"{im.format} {im.width}x{im.height} {im.mode}"
+        width, height = im.size
+        if width > rule.max_width or height > rule.max_height:
+            return ImageOutcome(
+                f"{width}x{height} exceeds the maximum {rule.max_width}x{rule.max_height}",
+                source=source,
+            )
+        if width * height > rule.max_pixels:
+            return ImageOutcome(
+                f"{width * height} pixels exceeds the maximum {rule.max_pixels}", source=source
+            )
+        if width < rule.min_width or height < rule.min_height:
+            return ImageOutcome(
+                f"{width}x{height} is below the minimum {rule.min_width}x{rule.min_height}",
+                source=source,
+            )
+        frames = getattr(im, "n_frames", 1) if im.format != "GIF" else None
+        if getattr(im, "is_animated", False) or (frames or 1) > 1:
+            if rule.multi_frame == "reject":
+                return ImageOutcome(
+                    "the image has several frames (animated or multi-page); the contract "
+                    "accepts single-frame images only",
+                    source=source,
+                )
+            im.seek(0)
+        side = max(rule.width, rule.height)
+        if im.format == "JPEG":
+            im.draft("RGB" if rule.mode != "L" else "L", (side, side))
+        im.load()
+        canonical = _fit(_to_mode(ImageOps.exif_transpose(im), rule.mode), rule)
+        note = _extension_note(filename, im.format)
+    buffer = io.BytesIO()
+    canonical.save(buffer, format=rule.format, **_ENCODE[rule.format])
+    encoded = buffer.getvalue()
+    digest = hashlib.sha256(encoded).hexdigest()
+    return ImageOutcome(None, encoded, digest, rule.extension, source, note)
+
+
+def _extension_note(filename: str, fmt: str | None) -> str | None:
+    suffix = Path(filename).suffix.lower().lstrip(".")
+    expected = {"JPEG": ("jpg", "jpeg"), "PNG": ("png",), "GIF": ("gif",), "TIFF": ("tif", "tiff")}
+    if fmt and suffix and suffix not in expected.get(fmt, (fmt.lower(),)):
+        return f"named .{suffix} but the content is {fmt}"
+    return None
+
+
+def _to_mode(im: Image.Image, mode: str) -> Image.Image:
+    """Convert any decoded mode to the canonical one, deterministically."""
+    if im.mode.startswith("I;16"):
+        im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8), "L")
+    elif im.mode in ("I", "F"):
+        values = np.asarray(im, dtype=np.float64)
+        finite = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = float(finite.min()), float(finite.max())
+        scaled = (finite - low) * (255.0 / (high - low)) if high > low else finite * 0.0
+        im = Image.fromarray(np.round(scaled).astype(np.uint8), "L")
+    elif im.mode == "P" or im.mode == "1":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")
+    if im.mode in ("LA", "RGBA", "PA") and mode != "RGBA":
+        background = Image.new("RGB", im.size, _WHITE)
+        background.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+        im = background
+    return im.convert(mode) if im.mode != mode else im
+
+
+def _fit(im: Image.Image, rule: ImageRule) -> Image.Image:
+    """Centre-crop to the canonical aspect ratio and resize to the canonical size."""
+    width, height = im.size
+    target = rule.width / rule.height
+    if width / height > target:
+        crop_w, crop_h = height * target, float(height)
+    else:
+        crop_w, crop_h = float(width), width / target
+    left, top = (width - crop_w) / 2, (height - crop_h) / 2
+    box = (left, top, left + crop_w, top + crop_h)
+    return im.resize((rule.width, rule.height), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
+
+
+def canonicalize_file(path: str, rule: ImageRule, filename: str) -> ImageOutcome:
+    """Read and canonicalize one file; a read error is a refusal like any other."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(rule.max_bytes + 1)
+    except OSError as exc:
+        return ImageOutcome(f"the image cannot be read: {exc.strerror or exc}")
+    return canonicalize(data, rule, filename)
+
+
+def _canonicalize_job(job: tuple[str, ImageRule, str]) -> ImageOutcome:
+    return canonicalize_file(*job)
+
+
+def canonicalize_many(
+    jobs: Sequence[tuple[str, ImageRule, str]], workers: int = 0
+) -> list[ImageOutcome]:
+    """Canonicalize (path, rule, name) jobs across processes; results are in job order."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) < _INLINE_BELOW:
+        return [_canonicalize_job(job) for job in jobs]
+    context = get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        chunk = max(1, len(jobs) // (workers * 8))
+        return list(pool.map(_canonicalize_job, jobs, chunksize=chunk))

@@ -1,0 +1,58 @@
+"""Resolve the image link in a row to a file of the same batch, and nothing else.
+
+In: the link text from a row and the set of file paths the batch delivered. Out: the matching
+path, or the reason the link is refused. Links are matched against the batch's own file list,
+never the file system, so `..`, absolute paths and symlinks can never reach outside the batch.
+Look-alike names (Unicode normalisation, invisible characters) are refused, not guessed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection
+from dataclasses import dataclass
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class Link:
+    path: str | None
+    reason: str | None
+    broken: bool = False
+
+
+def resolve_link(link: str, files: Collection[str]) -> Link:
+    """Find `link` among `files` (paths relative to the batch, with '/' separators)."""
+    if "\x00" in link:
+        return Link(None, "the link contains a NUL byte")
+    if "\\" in link:
+        return Link(None, "the link uses backslashes; separate folders with '/'")
+    if "://" in link:
+        return Link(None, "the link is a URL; images must be delivered inside the batch")
+    if link.startswith("/") or _DRIVE.match(link):
+        return Link(None, "the link is an absolute path; use a path relative to the batch")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in link):
+        return Link(None, "the link contains invisible or control characters")
+    relative = link.removeprefix("./")
+    parts = relative.split("/")
+    if ".." in parts:
+        return Link(None, "the link leaves the batch ('..')")
+    if any(part in ("", ".") for part in parts):
+        return Link(None, "the link has an empty or '.' path segment")
+    if relative in files:
+        return Link(relative, None)
+    folded = _fold(relative)
+    look_alikes = sorted(f for f in files if _fold(f) == folded)
+    if look_alikes:
+        return Link(
+            None,
+            f"the link matches {look_alikes[0]!r} only if case and Unicode normalisation "
+            "are ignored; use the file's exact name",
+        )
+    return Link(None, f"links to {relative!r}, which is not in the batch", broken=True)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
