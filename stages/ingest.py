@@ -1,0 +1,15 @@
+"""Stage `ingest`: snapshot the claimed batch from the drop folder into data/raw/<batch_id>/."""
+
+from mainstem.console import run_entry
+from mainstem.ingest import ingest_claimed
+from mainstem.params import load_params
+
+
+def main() -> None:
+    params = load_params()
+    params.ingest.raw_dir.mkdir(parents=True, exist_ok=True)
+    ingest_claimed(params.ingest)
+
+
+if __name__ == "__main__":
+    run_entry(main, "ingest")

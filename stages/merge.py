@@ -1,0 +1,19 @@
+"""Stage `merge`: upsert every validated batch into the master dataset; write its metrics."""
+
+from mainstem.console import run_entry
+from mainstem.contract import load_contract
+from mainstem.durable import write_json
+from mainstem.merge import update_master
+from mainstem.metrics import master_metrics
+from mainstem.params import load_params
+
+
+def main() -> None:
+    params = load_params()
+    contract = load_contract(params.validate.contract_path)
+    manifest, reports = update_master(params, contract)
+    write_json(params.merge.metrics_file, master_metrics(manifest, reports))
+
+
+if __name__ == "__main__":
+    run_entry(main, "merge")

@@ -1,0 +1,19 @@
+"""Stage `validate`: check every raw batch against the active contract; write metrics."""
+
+from mainstem.console import run_entry
+from mainstem.contract import load_contract
+from mainstem.durable import write_json
+from mainstem.metrics import validation_metrics
+from mainstem.params import load_params
+from mainstem.validated_store import update_validated
+
+
+def main() -> None:
+    params = load_params()
+    contract = load_contract(params.validate.contract_path)
+    reports = update_validated(params, contract)
+    write_json(params.validate.metrics_file, validation_metrics(contract.ref, reports))
+
+
+if __name__ == "__main__":
+    run_entry(main, "validate")
