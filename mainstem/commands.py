@@ -1,0 +1,54 @@
+"""Running the `dvc` and `git` command-line tools with the right environment.
+
+In: arguments and the workspace directory. Out: the completed process, or a CommandError that
+carries the command and the tail of its output. Commands run with this virtualenv's `bin` first on
+PATH (DVC stage commands call `python`) and with DVC's and MLflow's phone-home turned off.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from mainstem.errors import MainstemError
+
+QUIET_ENV = {"DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+class CommandError(MainstemError):
+    """An external command failed; the message names it and ends with its output."""
+
+
+def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(QUIET_ENV)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env.update(extra or {})
+    return env
+
+
+def run(
+    args: list[str], cwd: Path, check: bool = True, extra_env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    completed = subprocess.run(
+        args, cwd=cwd, env=tool_env(extra_env), capture_output=True, text=True, check=False
+    )
+    if check and completed.returncode != 0:
+        output = (completed.stderr or completed.stdout).strip().splitlines()
+        tail = "\n".join(output[-15:])
+        raise CommandError(
+            f"`{' '.join(args)}` failed in {cwd} (exit {completed.returncode}):\n{tail}"
+        )
+    return completed
+
+
+def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def git(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(["git", *args], cwd, check)

@@ -1,0 +1,157 @@
+"""Deterministic sample deliveries for the demo, the tests and the benchmarks.
+
+In: a batch number, the id range and what to spoil. Out: a folder with a CSV or Parquet file of
+fruit inspections and the photos its rows link to, exactly as a producer would deliver it. The same
+arguments always give the same bytes. The grade depends on weight, size and the photo's colour, so
+a model trained on the master learns something real.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+COLUMNS = ["item_id", "supplier", "weight_g", "diameter_mm", "harvested_on", "image_file", "grade"]
+SUPPLIERS = ["north", "south", "east", "west"]
+_COLOURS = {"A": (70, 170, 60), "B": (200, 170, 40), "C": (140, 80, 40)}
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    number: int
+    first_id: int
+    rows: int
+    table_format: str = "csv"
+    bad_rows: int = 0
+    bad_images: int = 0
+    loose_rows: int = 0  # valid under contract v1, rejected by the stricter v2
+    drop_column: str | None = None
+    image_size: int = 96
+
+    @property
+    def name(self) -> str:
+        return f"batch-{self.number:03d}"
+
+
+def _grade(weight: float, diameter: float, ripeness: float) -> str:
+    score = 0.004 * weight + 0.02 * diameter + 2.0 * ripeness
+    return "A" if score > 3.4 else "B" if score > 2.4 else "C"
+
+
+def _image(grade: str, rng: np.random.Generator, size: int) -> Image.Image:
+    base = np.array(_COLOURS[grade], dtype=np.float64)
+    noise = rng.normal(0.0, 18.0, size=(size, size, 3))
+    pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def make_batch(dest: Path, spec: BatchSpec) -> Path:
+    """Write the delivery described by `spec` into `dest` (created if needed)."""
+    rng = np.random.default_rng(spec.number)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "images").mkdir(exist_ok=True)
+    records: list[dict[str, object]] = []
+    for offset in range(spec.rows):
+        item_id = spec.first_id + offset
+        weight = float(np.round(rng.uniform(80, 900), 1))
+        diameter = float(np.round(rng.uniform(40, 120), 1))
+        ripeness = float(rng.uniform(0.0, 1.0))
+        grade = _grade(weight, diameter, ripeness)
+        day = int(rng.integers(0, 1500))
+        harvested = str(np.datetime64("2021-01-01") + np.timedelta64(day, "D"))
+        fmt = "PNG" if offset % 2 == 0 else "JPEG"
+        image_name = f"images/{item_id}.{'png' if fmt == 'PNG' else 'jpg'}"
+        (dest / image_name).write_bytes(_encode(_image(grade, rng, spec.image_size), fmt))
+        records.append(
+            {
+                "item_id": item_id,
+                "supplier": SUPPLIERS[int(rng.integers(0, 4))],
+                "weight_g": weight,
+                "diameter_mm": diameter,
+                "harvested_on": harvested,
+                "image_file": image_name,
+                "grade": grade,
+            }
+        )
+    _spoil_rows(records, spec)
+    _spoil_images(dest, records, spec)
+    _loosen_rows(dest, records, spec, rng)
+    columns = [c for c in COLUMNS if c != spec.drop_column]
+    if spec.table_format == "parquet":
+        table = pa.table({c: [r[c] for r in records] for c in columns})
+        pq.write_table(table, dest / f"{spec.name}.parquet")
+    else:
+        with open(dest / f"{spec.name}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            writer.writerows([[r[c] for c in columns] for r in records])
+    return dest
+
+
+def _spoil_rows(records: list[dict[str, object]], spec: BatchSpec) -> None:
+    """Typical producer mistakes, cycling through a fixed list."""
+    mistakes = [
+        ("weight_g", -5.0),
+        ("grade", "Z"),
+        ("harvested_on", "2024-02-30"),
+        ("supplier", None),
+        ("weight_g", "heavy"),
+    ]
+    for index in range(min(spec.bad_rows, len(records))):
+        column, value = mistakes[index % len(mistakes)]
+        records[1 + 3 * index][column] = value
+
+
+def _spoil_images(dest: Path, records: list[dict[str, object]], spec: BatchSpec) -> None:
+    for index in range(min(spec.bad_images, len(records))):
+        path = dest / str(records[-1 - 2 * index]["image_file"])
+        data = path.read_bytes()
+        path.write_bytes(b"" if index % 2 else data[: len(data) // 2])
+
+
+def _loosen_rows(
+    dest: Path, records: list[dict[str, object]], spec: BatchSpec, rng: np.random.Generator
+) -> None:
+    """Rows inside contract v1's ranges, outside v2's: light fruit, old harvests, small photos."""
+    for index in range(min(spec.loose_rows, len(records))):
+        record = records[2 + 4 * index]
+        kind = index % 3
+        if kind == 0:
+            record["weight_g"] = 30.0
+        elif kind == 1:
+            record["harvested_on"] = "2015-06-01"
+        else:
+            path = dest / str(record["image_file"])
+            fmt = "PNG" if path.suffix == ".png" else "JPEG"
+            path.write_bytes(_encode(_image(str(record["grade"]), rng, 32), fmt))
+
+
+def demo_batches() -> list[BatchSpec]:
+    """The demo's first pass: two good batches, one whole-batch reject, one more good batch."""
+    return [
+        BatchSpec(1, first_id=1, rows=240, bad_rows=5, bad_images=2, loose_rows=30),
+        BatchSpec(2, first_id=201, rows=240, table_format="parquet", bad_rows=3, loose_rows=24),
+        BatchSpec(3, first_id=441, rows=60, drop_column="grade"),
+        BatchSpec(4, first_id=441, rows=160, bad_rows=2, bad_images=1, loose_rows=16),
+    ]
+
+
+def second_pass_batches() -> list[BatchSpec]:
+    """The demo's second pass: a small batch (below the retrain threshold), then a large one."""
+    return [
+        BatchSpec(5, first_id=601, rows=120, bad_rows=1, loose_rows=8),
+        BatchSpec(6, first_id=721, rows=360, table_format="parquet", bad_rows=2, loose_rows=20),
+    ]
