@@ -53,7 +53,8 @@ def read_metric(root: Path, file: str, name: str) -> Any:
     import dvc.api
 
     try:
-        shown = dvc.api.metrics_show(file, repo=str(root))
+        # DVC resolves a relative target against the process's cwd, not the repo: pass it absolute.
+        shown = dvc.api.metrics_show(str(root / file), repo=str(root))
     except Exception as exc:  # dvc raises its own exception types for a missing or bad file
         raise MainstemError(f"cannot read {file} through DVC in {root}: {exc}") from exc
     if name not in shown:

@@ -1,0 +1,59 @@
+"""Fixtures shared by every test layer: quiet tools, and throwaway pipeline workspaces.
+
+Creating a workspace (git init, dvc init, an empty `dvc repro`) takes several seconds, so one
+template is built per session and each test gets its own copy of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mainstem.commands import QUIET_ENV
+from mainstem.params import load_params
+from mainstem.samples import BatchSpec, make_batch
+from mainstem.submit import submit
+from mainstem.workspace import configure_remote, create_workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.update(QUIET_ENV)
+    bin_dir = str(Path(sys.executable).parent)
+    if not os.environ.get("PATH", "").startswith(bin_dir):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+@pytest.fixture(scope="session")
+def workspace_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return create_workspace(tmp_path_factory.mktemp("template") / "workspace", ROOT)
+
+
+@pytest.fixture
+def workspace(workspace_template: Path, tmp_path: Path) -> Path:
+    """A fresh pipeline workspace with an empty master and a local DVC remote beside it."""
+    dest = tmp_path / "workspace"
+    shutil.copytree(workspace_template, dest, symlinks=True)
+    configure_remote(dest)
+    return dest
+
+
+Deliver = Callable[[BatchSpec], Path]
+
+
+@pytest.fixture
+def deliver(workspace: Path, tmp_path: Path) -> Deliver:
+    """Generate a sample batch and submit it into the workspace's drop folder."""
+
+    def _deliver(spec: BatchSpec) -> Path:
+        folder = make_batch(tmp_path / "deliveries" / spec.name, spec)
+        submit([folder], load_params(workspace).ingest.incoming_dir, spec.name)
+        return folder
+
+    return _deliver
