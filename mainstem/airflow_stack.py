@@ -1,0 +1,199 @@
+"""A local Airflow for one workspace: api-server, scheduler and dag-processor on 127.0.0.1.
+
+In: a pipeline workspace, a home folder for Airflow's state, a port, optionally a database URL.
+Out: running processes with the workspace's `dags/` loaded and unpaused, the `mainstem_workspace`
+pool created, and helpers to trigger DAG runs and wait for them through the REST API. `stop()`
+terminates every process it started. Used by `make airflow`, the demo and the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mainstem.commands import tool_env
+from mainstem.errors import MainstemError
+
+WORKSPACE_POOL = "mainstem_workspace"
+FINISHED = frozenset({"success", "failed"})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class AirflowStack:
+    workspace: Path
+    home: Path
+    port: int = 8080
+    database_url: str | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _token: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        settings = {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.workspace / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            "MAINSTEM_WORKSPACE": str(self.workspace),
+        }
+        if self.database_url:
+            settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url
+        return tool_env(settings)
+
+    def _airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
+        completed = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            tail = "\n".join((completed.stderr or completed.stdout).splitlines()[-10:])
+            raise MainstemError(f"`airflow {' '.join(args)}` failed:\n{tail}")
+        return completed
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Migrate the metadata DB, create the pool, start the three components, wait for them."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._airflow("db", "migrate")
+        self._airflow("pools", "set", WORKSPACE_POOL, "1", "DVC and git steps of the workspace")
+        logs = self.home / "process-logs"
+        logs.mkdir(exist_ok=True)
+        airflow = str(Path(sys.executable).parent / "airflow")
+        commands = {
+            "api-server": [airflow, "api-server", "-H", "127.0.0.1", "-p", str(self.port)],
+            "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
+            "dag-processor": [airflow, "dag-processor"],
+        }
+        for name, command in commands.items():
+            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+            self.processes[name] = subprocess.Popen(
+                command,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [name for name, proc in self.processes.items() if proc.poll() is not None]
+            if dead:
+                raise MainstemError(
+                    f"airflow {dead[0]} exited early; see {self.home / 'process-logs'}"
+                )
+            try:
+                health = self.api("GET", "/api/v2/monitor/health")
+                dags = self.api("GET", "/api/v2/dags")
+                if health["scheduler"]["status"] == "healthy" and dags["total_entries"] >= 1:
+                    return
+            except (OSError, KeyError, MainstemError):
+                pass
+            time.sleep(1.0)
+        raise MainstemError(f"airflow did not become ready within {timeout:.0f} s")
+
+    def stop(self, grace: float = 20.0) -> None:
+        """Terminate every component (and its children), then make sure they are gone."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.processes.clear()
+
+    def token(self) -> str:
+        if self._token is None:
+            request = urllib.request.Request(
+                f"{self.url}/auth/token",
+                data=json.dumps({"username": "admin", "password": self.password()}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                self._token = str(json.loads(response.read())["access_token"])
+        return self._token
+
+    def password(self) -> str:
+        generated = self.home / "simple_auth_manager_passwords.json.generated"
+        return str(json.loads(generated.read_text())["admin"])
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if not path.startswith("/api/v2/monitor"):
+            headers["Authorization"] = f"Bearer {self.token()}"
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers=headers,
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise MainstemError(f"{method} {path}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        run = self.api(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}
+        )
+        return str(run["dag_run_id"])
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"])
+
+    def wait_for_run(self, dag_id: str, run_id: str | None = None, timeout: float = 300.0) -> Any:
+        """The finished run `run_id` of `dag_id` (or its first run when None)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for run in self.runs(dag_id):
+                if (run_id is None or run["dag_run_id"] == run_id) and run["state"] in FINISHED:
+                    return run
+            time.sleep(1.0)
+        raise MainstemError(f"{dag_id} run {run_id or '(any)'} did not finish in {timeout:.0f} s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        return {t["task_id"]: t["state"] for t in self.api("GET", path)["task_instances"]}
