@@ -19,10 +19,13 @@ from mainstem.contract import Contract
 from mainstem.tables import SOURCE
 
 _NULL_TOKENS = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None"})
-_INT = re.compile(r"[+-]?\d+(\.0*)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?")
+# ASCII digits only: int() also reads Arabic-Indic or full-width digits, so look-alike keys
+# would collide with plain ones.
+_INT = re.compile(r"[+-]?[0-9]+(\.0*)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NS_MIN, _NS_MAX = pd.Timestamp.min, pd.Timestamp.max
+_NO_MISSING_VALUE = frozenset({"int64", "bool"})
 _TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
 
@@ -49,21 +52,31 @@ class RowCheck:
     def rejected_index(self) -> list[int]:
         return sorted(self.reasons)
 
+    def reject(self, index: int, column: str, reason: str) -> None:
+        """Record that the cell could not be converted, so later checks skip it."""
+        self.reasons.setdefault(index, []).append(f"{column}: {reason}")
+        self.unconverted.add((index, column))
+
 
 def shown(value: object, limit: int = 80) -> str:
     text = str(value)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
+def is_missing(values: pd.Series) -> pd.Series:
+    """Cells of a non-text column that hold no value: None, blank, or a token such as NA or NaN."""
+    stripped = values.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+    return stripped.isna() | stripped.isin(_NULL_TOKENS)
+
+
 def coerce(values: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series, str]:
     """Typed values, a mask of cells that failed to convert, and what those cells should be."""
     text = values.astype(object)
-    stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
     if dtype == "str":
         null = text.isna() | (text == "")
         return text.where(~null, None).astype("str").where(~null, None), null & False, "text"
-    null = stripped.isna() | stripped.isin(_NULL_TOKENS)
-    present = stripped.where(~null, "")
+    null = is_missing(text)
+    present = text.map(lambda v: v.strip() if isinstance(v, str) else v).where(~null, "")
     if dtype == "int64":
         matches = present.map(lambda v: bool(_INT.fullmatch(v)))
         numbers = present.where(matches, "0").map(lambda v: int(v.split(".")[0]))
@@ -90,24 +103,35 @@ def coerce(values: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series, str]:
 def check_rows(frame: pd.DataFrame, contract: Contract, known: dict[int, list[str]]) -> RowCheck:
     """Convert, check and key-check every row; collect each row's reasons."""
     frame = frame.reset_index(drop=True)
-    reasons: dict[int, list[str]] = {i: list(r) for i, r in known.items()}
-    failures: list[FailureCase] = []
     sources = frame[SOURCE].tolist() if SOURCE in frame else [""] * len(frame)
-    typed_columns = {}
-    unconverted: set[tuple[int, str]] = set()
-    for column, dtype in contract.dtypes.items():
-        typed, bad, expected = coerce(frame[column], dtype)
-        typed_columns[column] = typed
-        for index in np.flatnonzero(bad.to_numpy()):
-            value = shown(frame[column].iat[index])
-            reasons.setdefault(int(index), []).append(f"{column}: {value!r} is not {expected}")
-            failures.append(FailureCase(column, f"type {dtype}", value, sources[index]))
-            unconverted.add((int(index), column))
-    typed = pd.DataFrame(typed_columns, index=frame.index)
-    check = RowCheck(typed, reasons, failures, unconverted=unconverted)
+    check = RowCheck(pd.DataFrame(index=frame.index), {i: list(r) for i, r in known.items()})
+    check.typed = pd.DataFrame(
+        {
+            column: _convert(check, frame[column], dtype, sources)
+            for column, dtype in contract.dtypes.items()
+        },
+        index=frame.index,
+    )
     _schema_checks(check, contract, sources)
     _key_checks(check, contract, sources)
     return check
+
+
+def _convert(check: RowCheck, values: pd.Series, dtype: str, sources: list[str]) -> pd.Series:
+    """One column as its declared type; cells that do not convert are recorded in `check`."""
+    column = str(values.name)
+    typed, bad, expected = coerce(values, dtype)
+    for index in np.flatnonzero(bad.to_numpy()):
+        value = shown(values.iat[index])
+        check.reject(int(index), column, f"{value!r} is not {expected}")
+        check.failures.append(FailureCase(column, f"type {dtype}", value, sources[index]))
+    if dtype in _NO_MISSING_VALUE:
+        # int64 and bool have no missing value, so a blank cell would turn into 0 or False
+        # and pass pandera's nullable check unseen: report it here.
+        for index in np.flatnonzero(is_missing(values).to_numpy()):
+            check.reject(int(index), column, "a value is required")
+            check.failures.append(FailureCase(column, "not_nullable", "", sources[index]))
+    return typed
 
 
 def _schema_checks(check: RowCheck, contract: Contract, sources: list[str]) -> None:
