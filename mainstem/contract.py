@@ -40,6 +40,7 @@ class Contract:
     csv_encoding: str
     csv_delimiter: str
     max_cell_chars: int
+    max_rows: int
     images: tuple[ImageRule, ...]
     dtypes: dict[str, str]
     nullable: dict[str, bool]
@@ -142,6 +143,7 @@ def load_contract(path: Path) -> Contract:
         csv_encoding=str(csv.get("encoding", "utf-8")),
         csv_delimiter=str(csv.get("delimiter", ",")),
         max_cell_chars=meta.positive("max_cell_chars", 65536),
+        max_rows=meta.positive("max_rows", 1_000_000),
         images=rules,
         dtypes=dtypes,
         nullable=nullable,

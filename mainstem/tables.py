@@ -9,11 +9,16 @@ converted to their declared types later, in one place, whatever format they came
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,8 +26,18 @@ import pyarrow.parquet as pq
 
 from mainstem.contract import Contract
 
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
+
 SOURCE = "_source"
 _CSV_FIELD_LIMIT = 1 << 26
+# UTF-32 first: its little-endian mark begins with UTF-16's.
+_OTHER_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 
 
 @dataclass
@@ -54,6 +69,8 @@ def _unusable(contract: Contract, problem: str) -> TableRead:
 
 def _header_problems(name: str, header: list[str], contract: Contract) -> list[str]:
     problems = []
+    if not any(h.strip() for h in header):
+        return [f"{name}: the first line is blank; it must be the header naming the columns"]
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
         problems.append(f"{name}: duplicated column(s) {', '.join(duplicated)}")
@@ -64,19 +81,37 @@ def _header_problems(name: str, header: list[str], contract: Contract) -> list[s
     if extra:
         shown = ", ".join(repr(h[:60]) for h in extra[:10])
         problems.append(f"{name}: unexpected column(s) {shown} (contract {contract.ref})")
+    problems.extend(f"{name}: {hint}" for hint in _rename_hints(missing, extra))
     return problems
+
+
+def _rename_hints(missing: list[str], extra: list[str]) -> list[str]:
+    """Say which unexpected column is a missing one under another spelling, so the fix is plain."""
+    by_loose = {_loose(h): h for h in extra}
+    return [
+        f"rename column {by_loose[_loose(c)]!r} to {c!r}" for c in missing if _loose(c) in by_loose
+    ]
+
+
+def _loose(column: str) -> str:
+    folded = unicodedata.normalize("NFKC", column).casefold().strip()
+    return re.sub(r"[\s_-]+", "_", folded)
 
 
 def _decode(name: str, data: bytes, encoding: str) -> tuple[str | None, str | None]:
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # a BOM is tolerated, and removed
+    wanted = encoding.removesuffix("-sig")
     try:
         return data.decode(encoding), None
     except UnicodeDecodeError as exc:
+        other = next((kind for bom, kind in _OTHER_BOMS if data.startswith(bom)), None)
+        if other is not None:
+            return None, f"{name}: the file is {other} text; re-export it as {wanted}"
         bad = data[exc.start : exc.start + 1].hex()
         return None, (
-            f"{name}: not valid {encoding.removesuffix('-sig')} text (byte 0x{bad} at offset "
-            f"{exc.start}); re-export the file as {encoding.removesuffix('-sig')}"
+            f"{name}: not valid {wanted} text (byte 0x{bad} at offset {exc.start}); "
+            f"re-export the file as {wanted}"
         )
     except LookupError:
         return None, f"contract names an unknown CSV encoding {encoding!r}"
@@ -90,38 +125,61 @@ def _read_csv(name: str, data: bytes, contract: Contract) -> TableRead:
     reader = csv.reader(
         io.StringIO(text, newline=""), delimiter=contract.csv_delimiter, strict=True
     )
+    try:
+        return _parse_csv(name, reader, contract)
+    except csv.Error as exc:
+        return _unusable(
+            contract,
+            f"{name}: malformed CSV near line {reader.line_num}: {exc}; check the quoting there",
+        )
+
+
+def _parse_csv(name: str, reader: CsvReader, contract: Contract) -> TableRead:
+    header = next(reader, None)
+    if header is None:
+        return _unusable(contract, f"{name}: the file is empty; it needs at least a header row")
+    problems = _header_problems(name, header, contract)
+    if problems:
+        return TableRead(empty_frame(contract), problems=problems, unusable_rows=_count(reader))
     records: list[list[str | None]] = []
     sources: list[str] = []
     reasons: dict[int, list[str]] = {}
-    header: list[str] | None = None
-    start = 1
-    try:
-        for record in reader:
-            line = start
-            start = reader.line_num + 1
-            if header is None:
-                header = record
-                problems = _header_problems(name, header, contract)
-                if problems:
-                    rows = sum(1 for row in reader if row)
-                    return TableRead(empty_frame(contract), problems=problems, unusable_rows=rows)
-                continue
-            if not record:
-                continue
-            row_reasons = _row_shape(record, len(header), contract.max_cell_chars, header)
-            if row_reasons:
-                reasons[len(records)] = row_reasons
-            padded = (list(record) + [""] * len(header))[: len(header)]
-            records.append([_cell(value, contract.max_cell_chars) for value in padded])
-            sources.append(f"{name}:line {line}")
-    except csv.Error as exc:
-        return _unusable(contract, f"{name}: malformed CSV near line {reader.line_num}: {exc}")
-    if header is None:
-        return _unusable(contract, f"{name}: the file is empty; it needs at least a header row")
+    start = reader.line_num + 1
+    for record in reader:
+        line, start = start, reader.line_num + 1  # a quoted field may span several lines
+        if not record:
+            continue
+        if len(records) == contract.max_rows:
+            return _too_many_rows(name, contract, len(records) + 1 + _count(reader))
+        row_reasons = _row_shape(record, len(header), contract.max_cell_chars, header)
+        if row_reasons:
+            reasons[len(records)] = row_reasons
+        padded = (list(record) + [""] * len(header))[: len(header)]
+        records.append([_cell(value, contract.max_cell_chars) for value in padded])
+        sources.append(f"{name}:line {line}")
     frame = pd.DataFrame(records, columns=header, dtype=object)
     frame = frame[contract.columns]
     frame[SOURCE] = sources
     return TableRead(frame, reasons)
+
+
+def _count(reader: CsvReader) -> int:
+    """The data rows left in `reader`, for the report of a file rejected whole."""
+    rows = 0
+    try:
+        for record in reader:
+            rows += bool(record)
+    except csv.Error:
+        pass  # the file is rejected already; the count is only informative
+    return rows
+
+
+def _too_many_rows(name: str, contract: Contract, rows: int) -> TableRead:
+    problem = (
+        f"{name}: {rows} data rows, more than the contract's max_rows {contract.max_rows}; "
+        "split the delivery into several batches"
+    )
+    return TableRead(empty_frame(contract), problems=[problem], unusable_rows=rows)
 
 
 def _row_shape(record: list[str], width: int, max_chars: int, header: list[str]) -> list[str]:
@@ -140,32 +198,64 @@ def _cell(value: str, max_chars: int) -> str:
 
 
 def _read_parquet(name: str, data: bytes, contract: Contract) -> TableRead:
+    # The row count comes from the footer before any data is decoded: a few kilobytes of
+    # run-length encoded Parquet can expand to billions of rows.
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        rows = parquet.metadata.num_rows
+        header = parquet.schema_arrow.names
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError and more for bad files
-        return _unusable(contract, f"{name}: unreadable Parquet file ({type(exc).__name__}: {exc})")
-    problems = _header_problems(name, table.column_names, contract)
+        return _unusable(contract, _unreadable_parquet(name, exc))
+    if rows > contract.max_rows:
+        return _too_many_rows(name, contract, rows)
+    problems = _header_problems(name, header, contract)
     if problems:
-        return TableRead(empty_frame(contract), problems=problems, unusable_rows=table.num_rows)
+        return TableRead(empty_frame(contract), problems=problems, unusable_rows=rows)
+    try:
+        table = parquet.read(columns=contract.columns)
+    except Exception as exc:
+        return _unusable(contract, _unreadable_parquet(name, exc))
     columns: dict[str, list[str | None]] = {}
     reasons: dict[int, list[str]] = {}
     for column in contract.columns:
-        array = table.column(column)
-        if pa.types.is_nested(array.type) or pa.types.is_binary(array.type):
-            return _unusable(contract, f"{name}: column {column} has type {array.type}, not text")
-        if pa.types.is_timestamp(array.type) and array.type.tz is not None:
-            array = pc.cast(array, pa.timestamp(array.type.unit))
-        try:
-            texts = pc.cast(array, pa.string()).to_pylist()
-        except pa.ArrowException as exc:
-            return _unusable(contract, f"{name}: column {column} cannot be read as text: {exc}")
-        for index, value in enumerate(texts):
-            if value is not None and len(value) > contract.max_cell_chars:
-                reasons.setdefault(index, []).append(
-                    f"{column}: cell is {len(value)} characters long "
-                    f"(max {contract.max_cell_chars})"
-                )
-        columns[column] = [None if v is None else _cell(v, contract.max_cell_chars) for v in texts]
+        texts, problem = _column_texts(name, column, table.column(column), contract, reasons)
+        if texts is None:
+            unreadable = problem or f"{name}: column {column} cannot be read"
+            return TableRead(empty_frame(contract), problems=[unreadable], unusable_rows=rows)
+        columns[column] = texts
     frame = pd.DataFrame(columns, dtype=object)
     frame[SOURCE] = [f"{name}:row {i + 1}" for i in range(len(frame))]
     return TableRead(frame, reasons)
+
+
+def _unreadable_parquet(name: str, exc: Exception) -> str:
+    return (
+        f"{name}: unreadable Parquet file ({type(exc).__name__}: {exc}); "
+        "re-export it, or deliver it as CSV"
+    )
+
+
+def _column_texts(
+    name: str,
+    column: str,
+    array: pa.ChunkedArray,
+    contract: Contract,
+    reasons: dict[int, list[str]],
+) -> tuple[list[str | None] | None, str | None]:
+    """A Parquet column as text cells; oversized cells are cut in Arrow, before Python sees them."""
+    if pa.types.is_nested(array.type) or pa.types.is_binary(array.type):
+        return None, f"{name}: column {column} has type {array.type}, not text"
+    if pa.types.is_timestamp(array.type) and array.type.tz is not None:
+        array = pc.cast(array, pa.timestamp(array.type.unit))
+    limit = contract.max_cell_chars
+    try:
+        texts = pc.cast(array, pa.string())
+        lengths = pc.fill_null(pc.utf8_length(texts), 0).to_numpy()
+        texts = pc.utf8_slice_codeunits(texts, 0, limit)
+    except pa.ArrowException as exc:
+        return None, f"{name}: column {column} cannot be read as text: {exc}"
+    for index in np.flatnonzero(lengths > limit):
+        reasons.setdefault(int(index), []).append(
+            f"{column}: cell is {lengths[index]} characters long (max {limit})"
+        )
+    return texts.to_pylist(), None

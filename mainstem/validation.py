@@ -176,6 +176,10 @@ def _read_tables(
         offset += len(read.frame)
     if not raw.tables:
         problems.append("the batch holds no CSV or Parquet file")
+    elif not problems and not offset:
+        # An empty delivery is more likely a failed export than news; say so instead of
+        # recording an accepted batch that changed nothing.
+        problems.append("the batch's tables hold no data rows, only headers; deliver the rows")
     non_empty = [f for f in frames if not f.empty]
     frame = pd.concat(non_empty, ignore_index=True) if non_empty else empty_frame(contract)
     return frame, known, failures, problems, unusable_rows
