@@ -104,9 +104,13 @@ def canonicalize(data: bytes, rule: ImageRule, filename: str = "") -> ImageOutco
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
+            _check_png_structure(data, rule)
             return _canonicalize(data, rule, filename)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            return ImageOutcome(f"refused as a decompression bomb: {exc}")
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            return ImageOutcome(
+                f"refused as a decompression bomb: it declares more than {rule.max_pixels} "
+                "pixels (the contract's max_pixels); deliver a smaller image"
+            )
         except UnidentifiedImageError:
             kind = sniff(data)
             allowed = ", ".join(rule.formats)
@@ -116,7 +120,39 @@ def canonicalize(data: bytes, rule: ImageRule, filename: str = "") -> ImageOutco
         except MemoryError:
             return ImageOutcome("the image needs more memory to decode than is available")
         except Exception as exc:
-            return ImageOutcome(f"the image cannot be decoded: {type(exc).__name__}: {exc}")
+            return ImageOutcome(_decode_failure(exc))
+
+
+def _check_png_structure(data: bytes, rule: ImageRule) -> None:
+    """Walk a PNG's chunks and their checksums up to IEND.
+
+    Pillow's decoder stops once it has the pixels, so a PNG cut off after its image data, or
+    with a damaged chunk after it, would otherwise pass as complete.
+    """
+    if "PNG" not in rule.formats or sniff(data) != "PNG":
+        return
+    with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
+        im.verify()
+
+
+def _decode_failure(exc: Exception) -> str:
+    """A reason a producer can act on, from whatever the decoder raised.
+
+    Pillow signals truncation and oversized text chunks with plain OSError, SyntaxError and
+    ValueError, so their messages are the only way to tell these cases apart.
+    """
+    text = str(exc)
+    if isinstance(exc, EOFError) or "truncated" in text.lower():
+        return "the image file is truncated (its data ends early); deliver the complete file"
+    if isinstance(exc, ValueError) and "MAX_TEXT_" in text:
+        return (
+            "refused as a decompression bomb: its PNG text chunks expand beyond the safe limit; "
+            "strip the metadata and deliver it again"
+        )
+    return (
+        f"the image data is corrupt and cannot be decoded ({type(exc).__name__}: {text}); "
+        "re-export the image"
+    )
 
 
 def _canonicalize(data: bytes, rule: ImageRule, filename: str) -> ImageOutcome:
