@@ -201,7 +201,7 @@ def read_delivery(incoming: Path) -> Delivery:
 def load_manifest(incoming: Path) -> ProducerManifest:
     """The producer's `_MANIFEST.json`, if any: {"name": ..., "files": [{path, size, sha256}]}."""
     path = incoming / MANIFEST
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling symlink is a bad manifest, not a missing one
         return ProducerManifest(None, None)
     try:
         fd = open_regular(path)
