@@ -22,11 +22,32 @@ _ARROW_TYPES = {
 }
 _WRITE_OPTIONS = {
     "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
+    "compression_level": 1,
     "write_statistics": True,
     "row_group_size": 1 << 20,
 }
+
+
+def _column_encodings(schema: pa.Schema) -> dict[str, object]:
+    """Per-column encodings chosen from the types alone, so equal tables get equal bytes.
+
+    Text gets a dictionary: few distinct values. Integers and timestamps (keys, counts, instants)
+    are delta-packed: small and fast for sorted keys. Floats have their bytes split into streams,
+    which zstd compresses faster; a dictionary of mostly distinct measurements would cost time to
+    build and end up larger. Level 1 zstd: parts are rewritten on every batch that touches them,
+    and level 3 bought 5% smaller files for 30% more encoding time on the benchmark's data.
+    """
+    dictionary = [f.name for f in schema if pa.types.is_string(f.type)]
+    encodings = {f.name: _plain_encoding(f.type) for f in schema if f.name not in dictionary}
+    return {"use_dictionary": dictionary, "column_encoding": encodings}
+
+
+def _plain_encoding(kind: pa.DataType) -> str:
+    if pa.types.is_integer(kind) or pa.types.is_timestamp(kind):
+        return "DELTA_BINARY_PACKED"
+    if pa.types.is_floating(kind):
+        return "BYTE_STREAM_SPLIT"
+    return "PLAIN"
 
 
 def arrow_schema(contract: Contract) -> pa.Schema:
@@ -45,8 +66,13 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
+    """The table in mainstem's Parquet encoding: the same rows always give the same bytes.
+
+    Chunks are combined first because the writer's page boundaries follow the input's chunks.
+    """
+    table = table.replace_schema_metadata(None).combine_chunks()
     sink = pa.BufferOutputStream()
-    pq.write_table(table.replace_schema_metadata(None), sink, **_WRITE_OPTIONS)
+    pq.write_table(table, sink, **_WRITE_OPTIONS, **_column_encodings(table.schema))
     return bytes(sink.getvalue().to_pybytes())
 
 

@@ -4,7 +4,9 @@ In: the current master manifest, the batches to apply (in sequence order) and th
 Out: the new manifest and the rewritten parts. Within the pending batches a later batch wins for a
 key (last write wins, by batch order); against the master, a batch's row replaces the stored row.
 The work is proportional to the parts the batch touches, not to the master: each touched part is
-read, upserted, sorted by key and rewritten; every other part is carried over unchanged.
+read, upserted, sorted by key and rewritten (several at once, one per core); every other part is
+carried over unchanged as a hard link. A part's bytes depend only on its rows, so applying batches
+one at a time and rebuilding from all of them at once give the same files.
 Applying a batch that is already recorded is a no-op, so a crash and a re-run apply rows once.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ from mainstem.validated_store import ACCEPTED, read_report
 
 log = logging.getLogger(__name__)
 MERGE_MODULES = ["mainstem.merge", "mainstem.master", "mainstem.columnar"]
+_MAX_RUNS = 256
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,56 @@ def latest_per_key(tables: Iterable[pa.Table], key: str) -> pa.Table:
 
 
 def upsert(existing: pa.Table | None, updates: pa.Table, key: str) -> pa.Table:
-    """`existing` with every row whose key is in `updates` replaced by the update, sorted by key."""
+    """`existing` with every row whose key is in `updates` replaced by the update, sorted by key.
+
+    `existing` is a part as mainstem writes it (sorted by key, each key once); `updates` holds each
+    key once, in any order.
+    """
+    updates = updates.sort_by(key)
     if existing is None or existing.num_rows == 0:
-        combined = updates
-    else:
-        keep = pc.invert(pc.is_in(existing[key], value_set=updates[key].combine_chunks()))
-        combined = pa.concat_tables([existing.filter(keep), updates])
-    return combined.sort_by(key).combine_chunks()
+        return updates.combine_chunks()
+    runs = _merge_runs(existing[key], updates[key])
+    if runs is not None:
+        pieces = [
+            (updates if new else existing).slice(start, length) for new, start, length in runs
+        ]
+        return pa.concat_tables(pieces).combine_chunks()
+    keep = pc.invert(pc.is_in(existing[key], value_set=updates[key].combine_chunks()))
+    return pa.concat_tables([existing.filter(keep), updates]).sort_by(key).combine_chunks()
+
+
+def _merge_runs(old: pa.ChunkedArray, new: pa.ChunkedArray) -> list[tuple[bool, int, int]] | None:
+    """How to interleave two sorted integer key columns: (from `new`?, start, length) runs.
+
+    A row of `old` whose key is in `new` is left out. Copying a few long runs of rows is much
+    cheaper than gathering every row one by one, which is what a batch of scattered corrections
+    needs; None when the keys are not integers or the runs are too many to be worth it.
+    """
+    if not pa.types.is_integer(old.type):
+        return None
+    old_keys = np.asarray(old.to_numpy())
+    new_keys = np.asarray(new.to_numpy())
+    if not len(new_keys):
+        return [(False, 0, len(old_keys))]
+    at = np.searchsorted(old_keys, new_keys)
+    inside = at < len(old_keys)
+    replaced = np.zeros(len(new_keys), dtype=bool)
+    replaced[inside] = old_keys[at[inside]] == new_keys[inside]
+    consumed = at + replaced  # rows of `old` used up once update i is placed
+    before = np.r_[0, consumed[:-1]]
+    gap = at - before  # rows of `old` between update i-1 and update i
+    run_starts = np.flatnonzero(np.r_[True, gap[1:] > 0])
+    if len(run_starts) > _MAX_RUNS:
+        return None
+    run_ends = np.r_[run_starts[1:], len(new_keys)]
+    runs: list[tuple[bool, int, int]] = []
+    for first, last in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
+        if gap[first]:
+            runs.append((False, int(before[first]), int(gap[first])))
+        runs.append((True, first, last - first))
+    if consumed[-1] < len(old_keys):
+        runs.append((False, int(consumed[-1]), len(old_keys) - int(consumed[-1])))
+    return runs
 
 
 def split_by_part(updates: pa.Table, key: str, partitioning: Partitioning) -> dict[int, pa.Table]:
@@ -88,45 +135,81 @@ def split_by_part(updates: pa.Table, key: str, partitioning: Partitioning) -> di
     }
 
 
-def apply_batches(
-    master_dir: Path, base: Manifest, pending: list[PendingBatch], schema: pa.Schema
-) -> tuple[Manifest, dict[str, pa.Table]]:
-    """The manifest after `pending`, and the content of every part that changes."""
-    manifest = replace(base, parts=dict(base.parts), batches=list(base.batches))
-    manifest.batches.extend(batch.applied for batch in pending)
+def updates_by_part(
+    base: Manifest, pending: list[PendingBatch], schema: pa.Schema
+) -> dict[str, pa.Table]:
+    """The rows `pending` writes, latest per key, grouped by the name of the part they go to."""
     with_rows = [batch.rows.cast(schema) for batch in pending if batch.rows.num_rows]
     if not with_rows:
-        return manifest, {}
+        return {}
     updates = latest_per_key(with_rows, base.key)
-    changed: dict[str, pa.Table] = {}
-    for index, rows in sorted(split_by_part(updates, base.key, base.partitioning).items()):
-        name = base.partitioning.part_name(index)
-        existing = read_part(master_dir, name).cast(schema) if name in base.parts else None
-        part = upsert(existing, rows, base.key)
-        changed[name] = part
-        manifest.parts[name] = part.num_rows
-    return manifest, changed
+    return {
+        base.partitioning.part_name(index): rows
+        for index, rows in sorted(split_by_part(updates, base.key, base.partitioning).items())
+    }
+
+
+def rewrite_part(
+    master_dir: Path, base: Manifest, name: str, updates: pa.Table, schema: pa.Schema
+) -> pa.Table:
+    """Part `name` of the master after `updates`."""
+    existing = read_part(master_dir, name).cast(schema) if name in base.parts else None
+    return upsert(existing, updates, base.key)
+
+
+def apply_batches(
+    master_dir: Path,
+    base: Manifest,
+    pending: list[PendingBatch],
+    schema: pa.Schema,
+    staged: Path,
+    workers: int = 0,
+) -> tuple[Manifest, list[str]]:
+    """Write every part `pending` changes into `staged`; the new manifest and the parts written.
+
+    Parts are independent, so they are rewritten in a pool of threads (Arrow releases the GIL
+    while it decodes, sorts and encodes); each part is fsynced by the thread that wrote it, so the
+    disk flushes one part while the next is encoded.
+    """
+    manifest = replace(base, parts=dict(base.parts), batches=list(base.batches))
+    manifest.batches.extend(batch.applied for batch in pending)
+    todo = updates_by_part(base, pending, schema)
+
+    def write(name: str) -> int:
+        part = rewrite_part(master_dir, base, name, todo.pop(name), schema)
+        crashpoints.reach("master write part")
+        with open(staged / name, "wb") as handle:
+            handle.write(parquet_bytes(part))
+            handle.flush()
+            os.fsync(handle.fileno())
+        return part.num_rows
+
+    workers = min(workers or os.cpu_count() or 1, len(todo)) or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        counts = dict(zip(list(todo), pool.map(write, list(todo)), strict=True))
+    manifest.parts.update(counts)
+    return manifest, sorted(counts)
 
 
 def publish_master(
-    master_dir: Path, manifest: Manifest, changed: dict[str, pa.Table], previous: Manifest | None
+    master_dir: Path,
+    manifest: Manifest,
+    staged: Path,
+    changed: list[str],
+    previous: Manifest | None,
 ) -> None:
-    """Stage the new master beside the old one and swap it in with one atomic rename.
+    """Complete the staged master and swap it in with one atomic rename.
 
-    Parts that did not change are hard links to the current files: no bytes are copied, and DVC
-    sees the same inode and mtime, so it does not hash them again.
+    `staged` already holds the parts in `changed`. Every other part is a hard link to the current
+    file: no bytes are copied, and DVC sees the same inode and mtime, so it does not hash it again.
     """
-    staged = fresh_dir(staging_path(master_dir, "next"))
-    with storage_errors(f"could not write the master at {master_dir}"):
-        for name in manifest.parts:
-            if name in changed:
-                crashpoints.reach("master write part")
-                (staged / name).write_bytes(parquet_bytes(changed[name]))
-            elif previous is not None and name in previous.parts:
-                os.link(master_dir / name, staged / name)
-        write_json(staged / MANIFEST, manifest.to_json())
-        master_dir.parent.mkdir(parents=True, exist_ok=True)
-        publish_dir(staged, master_dir)
+    written = set(changed)
+    for name in manifest.parts:
+        if name not in written and previous is not None and name in previous.parts:
+            os.link(master_dir / name, staged / name)
+    write_json(staged / MANIFEST, manifest.to_json())
+    master_dir.parent.mkdir(parents=True, exist_ok=True)
+    publish_dir(staged, master_dir)
 
 
 def refresh_master(
@@ -135,6 +218,7 @@ def refresh_master(
     accepted_path: Callable[[str], Path],
     empty: Manifest,
     schema: pa.Schema,
+    workers: int = 0,
 ) -> Manifest:
     """Apply every validated batch the master has not seen; rebuild if history changed.
 
@@ -168,8 +252,10 @@ def refresh_master(
         )
         for applied in todo
     ]
-    manifest, changed = apply_batches(master_dir, base, pending, schema)
-    publish_master(master_dir, manifest, changed, base if base is current else None)
+    staged = fresh_dir(staging_path(master_dir, "next"))
+    with storage_errors(f"could not write the master at {master_dir}"):
+        manifest, changed = apply_batches(master_dir, base, pending, schema, staged, workers)
+        publish_master(master_dir, manifest, staged, changed, base if base is current else None)
     log.info(
         "master: %d rows in %d parts after %d batch(es); %d part(s) rewritten",
         manifest.rows,
