@@ -14,6 +14,7 @@ import csv
 import io
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -71,18 +72,24 @@ def _header_problems(name: str, header: list[str], contract: Contract) -> list[s
     problems = []
     if not any(h.strip() for h in header):
         return [f"{name}: the first line is blank; it must be the header naming the columns"]
-    duplicated = sorted({h for h in header if header.count(h) > 1})
+    counts = Counter(header)  # not header.count(): a header of 100,000 names must not stall
+    duplicated = sorted(h for h, n in counts.items() if n > 1)
     if duplicated:
-        problems.append(f"{name}: duplicated column(s) {', '.join(duplicated)}")
-    missing = [c for c in contract.columns if c not in header]
+        problems.append(f"{name}: duplicated column(s) {_listed(duplicated)}")
+    missing = [c for c in contract.columns if c not in counts]
     extra = [h for h in header if h not in contract.dtypes]
     if missing:
         problems.append(f"{name}: missing column(s) {', '.join(missing)}")
     if extra:
-        shown = ", ".join(repr(h[:60]) for h in extra[:10])
-        problems.append(f"{name}: unexpected column(s) {shown} (contract {contract.ref})")
+        problems.append(f"{name}: unexpected column(s) {_listed(extra)} (contract {contract.ref})")
     problems.extend(f"{name}: {hint}" for hint in _rename_hints(missing, extra))
     return problems
+
+
+def _listed(names: list[str], limit: int = 10) -> str:
+    """The first names, quoted and cut short, and how many more: a header can be huge."""
+    shown = ", ".join(repr(h[:60]) for h in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _rename_hints(missing: list[str], extra: list[str]) -> list[str]:

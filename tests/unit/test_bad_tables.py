@@ -374,3 +374,18 @@ def test_a_parquet_file_declaring_more_rows_than_allowed_is_not_decoded(tmp_path
         "t.parquet: 5 data rows, more than the contract's max_rows 3; "
         "split the delivery into several batches"
     ]
+
+
+def test_a_duplicated_column_rejects_the_batch(tmp_path: Path) -> None:
+    data = f"{HEADER},grade\n{GOOD_LINE},B\n".encode()
+    result = validate_files(tmp_path, _batch(data))
+    assert result.problems == ["t.csv: duplicated column(s) 'grade'"]
+
+
+@pytest.mark.timeout(20)
+def test_a_header_of_a_hundred_thousand_columns_is_rejected_in_short(tmp_path: Path) -> None:
+    header = ",".join(f"c{i % 50_000}" for i in range(100_000))
+    result = validate_files(tmp_path, _batch(f"{header}\n".encode()))
+    assert result.status == "rejected"
+    assert result.problems[0].endswith("'c10004' and 49990 more")
+    assert result.problems[2].endswith("'c9' and 99990 more (contract produce/v1)")
