@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -23,8 +23,30 @@ class Link:
     broken: bool = False
 
 
-def resolve_link(link: str, files: Collection[str]) -> Link:
+@dataclass(frozen=True)
+class BatchFiles:
+    """A batch's file paths, indexed once by their folded spelling.
+
+    Build it once per batch: folding every path again for every link that misses would make a
+    batch of many rows and many files quadratic.
+    """
+
+    paths: frozenset[str]
+    by_fold: dict[str, str]
+
+    @classmethod
+    def of(cls, paths: Iterable[str]) -> BatchFiles:
+        ordered = sorted(paths)
+        by_fold: dict[str, str] = {}
+        for path in ordered:
+            by_fold.setdefault(_fold(path), path)
+        return cls(frozenset(ordered), by_fold)
+
+
+def resolve_link(link: str, files: BatchFiles | Collection[str]) -> Link:
     """Find `link` among `files` (paths relative to the batch, with '/' separators)."""
+    if not isinstance(files, BatchFiles):
+        files = BatchFiles.of(files)
     if "\x00" in link:
         return Link(None, "the link contains a NUL byte")
     if "\\" in link:
@@ -41,14 +63,13 @@ def resolve_link(link: str, files: Collection[str]) -> Link:
         return Link(None, "the link leaves the batch ('..')")
     if any(part in ("", ".") for part in parts):
         return Link(None, "the link has an empty or '.' path segment")
-    if relative in files:
+    if relative in files.paths:
         return Link(relative, None)
-    folded = _fold(relative)
-    look_alikes = sorted(f for f in files if _fold(f) == folded)
-    if look_alikes:
+    look_alike = files.by_fold.get(_fold(relative))
+    if look_alike is not None:
         return Link(
             None,
-            f"the link matches {look_alikes[0]!r} only if case and Unicode normalisation "
+            f"the link matches {look_alike!r} only if case and Unicode normalisation "
             "are ignored; use the file's exact name",
         )
     return Link(None, f"links to {relative!r}, which is not in the batch", broken=True)

@@ -19,7 +19,7 @@ from mainstem.contract import Contract
 from mainstem.delivery import is_table
 from mainstem.images import ImageOutcome, canonicalize_many
 from mainstem.ingest import RawBatch
-from mainstem.links import resolve_link
+from mainstem.links import BatchFiles, resolve_link
 from mainstem.rows import FailureCase, RowCheck, check_rows, shown
 from mainstem.tables import SOURCE, empty_frame, read_table
 
@@ -194,7 +194,7 @@ def _resolve_links(
     problems: list[str],
 ) -> dict[str, dict[int, str]]:
     """Per image column, row index -> batch file path, for links that resolve."""
-    files = {f.path for f in raw.files}
+    files = BatchFiles.of(f.path for f in raw.files)
     resolved: dict[str, dict[int, str]] = {}
     for rule in contract.images:
         resolved[rule.column] = {}
@@ -268,7 +268,7 @@ def _rejected(
     frame: pd.DataFrame, check: RowCheck, rejected_rows: list[int], problems: list[str]
 ) -> pd.DataFrame:
     rejected = frame.iloc[rejected_rows].copy()
-    batch_reason = ["batch rejected: " + "; ".join(problems)] if problems else []
+    batch_reason = [_batch_reason(problems)] if problems else []
     rejected[REASONS] = [
         "; ".join(check.reasons.get(row, []) + ([] if check.reasons.get(row) else batch_reason))
         for row in rejected_rows
@@ -276,3 +276,14 @@ def _rejected(
     for column in rejected.columns:
         rejected[column] = rejected[column].astype("str").where(rejected[column].notna(), None)
     return rejected.reset_index(drop=True)
+
+
+def _batch_reason(problems: list[str], shown: int = 3) -> str:
+    """Why the batch was rejected, for rows with no reason of their own.
+
+    Only the first problems are repeated: every row of a batch with thousands of broken links
+    carrying all of them would make the rejected table grow with rows times problems.
+    """
+    more = len(problems) - shown
+    tail = f"; and {more} more problem(s), listed in the report" if more > 0 else ""
+    return "batch rejected: " + "; ".join(problems[:shown]) + tail

@@ -105,6 +105,35 @@ def test_a_link_with_invisible_characters_is_refused(tmp_path: Path, hidden: str
     assert reason == "image_file: the link contains invisible or control characters"
 
 
+@pytest.mark.timeout(30)
+def test_many_broken_links_among_many_files_are_reported_without_stalling(
+    tmp_path: Path,
+) -> None:
+    count = 8000  # this took over a minute when each broken link refolded every file name
+    rows = [row(i, image_file=f"photos/missing-{i}.png") for i in range(count)]
+    files = {f"photos/{i}.png": b"" for i in range(count)}
+    result = validate_files(tmp_path, {"t.csv": csv_bytes(rows), **files})
+    assert result.status == "rejected"
+    assert len(result.problems) == count
+    assert result.problems[0] == (
+        "t.csv:line 2: image_file: links to 'photos/missing-0.png', which is not in the batch"
+    )
+
+
+def test_each_row_of_a_batch_rejected_for_many_problems_names_the_first_few(
+    tmp_path: Path,
+) -> None:
+    rows = [row(i, image_file=f"missing-{i}.png") for i in range(5)]
+    result = validate_files(tmp_path, {"t.csv": csv_bytes(rows)})
+    assert reasons(result)[0] == (
+        "batch rejected: t.csv:line 2: image_file: links to 'missing-0.png', which is not in "
+        "the batch; t.csv:line 3: image_file: links to 'missing-1.png', which is not in the "
+        "batch; t.csv:line 4: image_file: links to 'missing-2.png', which is not in the batch; "
+        "and 2 more problem(s), listed in the report"
+    )
+    assert len(result.report()["reasons"]) == 5
+
+
 # the drop folder
 
 
