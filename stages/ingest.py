@@ -1,5 +1,6 @@
 """Stage `ingest`: snapshot the claimed batch from the drop folder into data/raw/<batch_id>/."""
 
+from mainstem import crashpoints
 from mainstem.console import run_entry
 from mainstem.ingest import ingest_claimed
 from mainstem.params import load_params
@@ -9,6 +10,7 @@ def main() -> None:
     params = load_params()
     params.ingest.raw_dir.mkdir(parents=True, exist_ok=True)
     ingest_claimed(params.ingest)
+    crashpoints.reach("stage ingest done")
 
 
 if __name__ == "__main__":

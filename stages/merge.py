@@ -1,5 +1,6 @@
 """Stage `merge`: upsert every validated batch into the master dataset; write its metrics."""
 
+from mainstem import crashpoints
 from mainstem.console import run_entry
 from mainstem.contract import load_contract
 from mainstem.durable import write_json
@@ -13,6 +14,7 @@ def main() -> None:
     contract = load_contract(params.validate.contract_path)
     manifest, reports = update_master(params, contract)
     write_json(params.merge.metrics_file, master_metrics(manifest, reports))
+    crashpoints.reach("stage merge done")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage `validate`: check every raw batch against the active contract; write metrics."""
 
+from mainstem import crashpoints
 from mainstem.console import run_entry
 from mainstem.contract import load_contract
 from mainstem.durable import write_json
@@ -13,6 +14,7 @@ def main() -> None:
     contract = load_contract(params.validate.contract_path)
     reports = update_validated(params, contract)
     write_json(params.validate.metrics_file, validation_metrics(contract.ref, reports))
+    crashpoints.reach("stage validate done")
 
 
 if __name__ == "__main__":
