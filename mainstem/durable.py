@@ -66,12 +66,47 @@ def canonical_json(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+def make_dirs(path: Path) -> None:
+    """Create `path` and its missing parents, each new entry made durable in its parent."""
+    path = Path(path)
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+        fsync_dir(directory.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clear_stale_tmp(path: Path) -> None:
+    """Remove the scratch files of `path` left by writers that died before renaming them."""
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def write_bytes(path: Path, data: bytes) -> None:
-    """Publish `data` at `path` atomically and durably."""
+    """Publish `data` at `path` atomically and durably: fsync the file, rename, fsync the dir."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with storage_errors(f"could not write {path}"):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
+        clear_stale_tmp(path)
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
@@ -117,15 +152,44 @@ def publish_dir(staged: Path, target: Path) -> None:
     afterwards; a crash before that leaves it at `staged`, which the next publish clears.
     """
     with storage_errors(f"could not publish {target}"):
+        make_dirs(target.parent)
         sync_tree(staged)
         crashpoints.reach(f"publish {target.name}")
         if target.exists():
             exchange(staged, target)
             fsync_dir(target.parent)
+            crashpoints.reach(f"remove old {target.name}")
             shutil.rmtree(staged)
         else:
             os.rename(staged, target)
             fsync_dir(target.parent)
+
+
+def clear_staging(parent: Path) -> list[Path]:
+    """Remove every staging folder and stale scratch file directly in `parent`; what went.
+
+    Only safe while no other writer can be staging there: the pipeline calls it holding the
+    drop-folder lock, before `dvc repro`.
+    """
+    removed: list[Path] = []
+    if not Path(parent).is_dir():
+        return removed
+    with storage_errors(f"could not clear leftovers in {parent}"):
+        for entry in sorted(Path(parent).iterdir()):
+            if entry.name.startswith(".") and entry.name.endswith(".staging"):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+            elif entry.name.startswith(".") and ".tmp-" in entry.name:
+                pid = entry.name.rsplit("-", 1)[-1]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry)
+        if removed:
+            fsync_dir(Path(parent))
+    return removed
 
 
 def fresh_dir(path: Path) -> Path:
