@@ -6,6 +6,11 @@ In: the ingest params, the claimant's run id and the clock. Out: one of
 - Rejected: the delivery cannot be ingested at all; it was moved to quarantine with a report.
 Release removes the batch's files from the drop folder (or moves them to quarantine when the
 contract rejected the batch) and then the lock. Every step can be repeated after a crash.
+
+A delivery whose content is already in the raw store (the same tables under other names, the same
+images) is claimed as a duplicate: its ticket names the batch it repeats, so the pipeline applies
+nothing new and the lineage says so. A `_READY` written before the files match the producer's
+manifest is left alone until `manifest_deadline_seconds` after it appeared, then rejected whole.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mainstem import crashpoints, lock
@@ -28,7 +34,7 @@ from mainstem.delivery import (
     read_delivery,
     scan,
 )
-from mainstem.durable import fsync_dir, read_json, storage_errors, write_json
+from mainstem.durable import fsync_dir, read_json, storage_errors, write_bytes, write_json
 from mainstem.lock import LockOwner
 from mainstem.params import IngestParams
 
@@ -42,7 +48,12 @@ class Claimed:
     name: str | None
     recovered_from: LockOwner | None = None
     resumed: bool = False
-    duplicate: bool = False
+    duplicate_of: dict[str, object] | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        """The content was ingested before: this delivery brings nothing new."""
+        return self.duplicate_of is not None
 
     def summary(self) -> dict[str, object]:
         return {
@@ -52,6 +63,7 @@ class Claimed:
             "resumed": self.resumed,
             "recovered_from": self.recovered_from.describe() if self.recovered_from else None,
             "duplicate": self.duplicate,
+            "duplicate_of": self.duplicate_of,
         }
 
 
@@ -72,6 +84,15 @@ ClaimResult = Claimed | Idle | Rejected
 
 def is_ingested(raw_dir: Path, batch_id: str) -> bool:
     return (raw_dir / batch_id / "batch.json").exists()
+
+
+def first_delivery(raw_dir: Path, batch_id: str) -> dict[str, object] | None:
+    """The ingested batch `batch_id` as first delivered (name, sequence); None if not ingested."""
+    try:
+        meta = read_json(raw_dir / batch_id / "batch.json")
+    except FileNotFoundError:
+        return None
+    return {"batch_id": batch_id, "name": meta.get("name"), "sequence": meta.get("sequence")}
 
 
 def read_ticket(params: IngestParams) -> dict[str, object]:
@@ -95,6 +116,7 @@ def claim_batch(params: IngestParams, run_id: str, now: float) -> ClaimResult:
     incoming = params.incoming_dir
     if not incoming.is_dir():
         return Idle(f"drop folder {incoming} does not exist")
+    lock.clear_stale_claim_files(incoming)
     holder = lock.read_owner(incoming)
     if holder is not None:
         return _claim_held(params, holder, run_id, now)
@@ -131,7 +153,14 @@ def _resume(
         and ticket.get("batch_id") == batch_id
         and (is_ingested(params.raw_dir, batch_id) or _files_match(params, ticket))
     ):
-        return Claimed(batch_id, owner, _name(ticket), recovered_from=recovered_from, resumed=True)
+        return Claimed(
+            batch_id,
+            owner,
+            _name(ticket),
+            recovered_from=recovered_from,
+            resumed=True,
+            duplicate_of=_duplicate_of(ticket),
+        )
     delivery = read_delivery(params.incoming_dir)
     return _finish_claim(params, owner, delivery, recovered_from=recovered_from, resumed=True)
 
@@ -151,17 +180,45 @@ def _name(ticket: dict[str, object]) -> str | None:
     return str(name) if name is not None else None
 
 
+def _duplicate_of(ticket: dict[str, object]) -> dict[str, object] | None:
+    first = ticket.get("duplicate_of")
+    return first if isinstance(first, dict) else None
+
+
+def _signature(incoming: Path) -> list[tuple[str, int, int, int]]:
+    """What the drop folder holds, by name, size, mtime and inode: cheap to take twice."""
+    found, problems = scan(incoming)
+    entries = [(rel, info.st_size, info.st_mtime_ns, info.st_ino) for rel, info in found]
+    return entries + [(p.path, 0, 0, 0) for p in problems]
+
+
 def _claim_ready(params: IngestParams, run_id: str, now: float) -> ClaimResult:
     incoming = params.incoming_dir
+    before = _signature(incoming)
     delivery = read_delivery(incoming)
+    try:
+        ready_at = (incoming / READY).stat().st_mtime
+    except FileNotFoundError:
+        return Idle("another claimant took the batch first")
     mismatches = manifest_mismatches(delivery)
     if mismatches and not delivery.problems:
-        deadline = (incoming / READY).stat().st_mtime + params.manifest_deadline_seconds
+        deadline = ready_at + params.manifest_deadline_seconds
         if now < deadline:
-            return Idle(f"waiting for the files to match {MANIFEST}: {mismatches[0]}")
+            until = datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds")
+            return Idle(
+                f"_READY is there but the files do not match {MANIFEST} yet "
+                f"({mismatches[0]}); waiting until {until}, then the delivery is rejected"
+            )
     owner = lock.owner_for(run_id, now, delivery.batch_id)
-    if not lock.acquire(incoming, owner):
+    if not lock.acquire(incoming, owner, ready_required=True):
         return Idle("another claimant took the batch first")
+    if _signature(incoming) != before:
+        # The producer is still writing: hand the batch back exactly as it was, deadline included.
+        with storage_errors(f"could not hand back the batch in {incoming}"):
+            write_bytes(incoming / READY, b"")
+            os.utime(incoming / READY, (ready_at, ready_at))
+        lock.release(incoming)
+        return Idle("the files changed while they were being claimed; the next claim looks again")
     return _finish_claim(params, owner, delivery, recovered_from=None, resumed=False)
 
 
@@ -190,22 +247,25 @@ def _finish_claim(
             LockOwner(**{**owner.__dict__, "batch_id": delivery.batch_id}),
             owner.heartbeat_at,
         )
-    crashpoints.reach("claim ticket")
-    write_json(params.claimed_batch, delivery.ticket())
-    duplicate = is_ingested(params.raw_dir, delivery.batch_id)
-    if duplicate:
+    duplicate_of = first_delivery(params.raw_dir, delivery.batch_id)
+    if duplicate_of is not None:
         log.warning(
-            "batch %s (%s) has the same content as an already ingested batch; nothing new to apply",
+            "delivery %s is a duplicate of batch %s (first delivered as %s, sequence %s): "
+            "the same content by hash; nothing new to apply",
+            repr(delivery.name) if delivery.name else "(unnamed)",
             delivery.batch_id,
-            delivery.name or "unnamed",
+            repr(duplicate_of["name"]) if duplicate_of["name"] else "(unnamed)",
+            duplicate_of["sequence"],
         )
+    crashpoints.reach("claim ticket")
+    write_json(params.claimed_batch, {**delivery.ticket(), "duplicate_of": duplicate_of})
     return Claimed(
         delivery.batch_id,
         owner,
         delivery.name,
         recovered_from=recovered_from,
         resumed=resumed,
-        duplicate=duplicate,
+        duplicate_of=duplicate_of,
     )
 
 
@@ -228,12 +288,14 @@ def quarantine_delivery(
         summary = {"batch_id": batch_id, "status": "rejected", "stage": stage, "reasons": reasons}
         write_json(destination / "report.json", report or summary)
         names = [f.path for f in only] if only is not None else _all_entries(incoming)
+        touched = {destination, destination / "files", incoming}
         for rel in names:
             source = incoming / rel
             if not (source.exists() or source.is_symlink()):
                 continue
             target = destination / "files" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
+            touched |= {source.parent, target.parent}
             if target.exists() or target.is_symlink():
                 source.unlink()
             else:
@@ -242,9 +304,16 @@ def quarantine_delivery(
         manifest = incoming / MANIFEST
         if manifest.exists():
             os.replace(manifest, destination / MANIFEST)
-        fsync_dir(destination)
+        _fsync_dirs(touched)
         _prune_empty_dirs(incoming)
     return destination
+
+
+def _fsync_dirs(directories: set[Path]) -> None:
+    """Make renames and removals in `directories` durable, deepest first."""
+    for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+        if directory.is_dir():
+            fsync_dir(directory)
 
 
 def _all_entries(incoming: Path) -> list[str]:
@@ -270,15 +339,20 @@ def release_batch(params: IngestParams, rejected_report: dict[str, object] | Non
         )
     else:
         with storage_errors(f"could not clear batch {batch_id} from {incoming}"):
+            touched = {incoming}
             for item in files:
                 path = incoming / item.path
                 try:
                     if hash_file(path) == (item.size, item.sha256):
                         crashpoints.reach("release remove file")
                         path.unlink()
-                except (FileNotFoundError, OSError):
+                        touched.add(path.parent)
+                except OSError:
                     continue
-            (incoming / MANIFEST).unlink(missing_ok=True)
+            if (incoming / MANIFEST).exists():
+                crashpoints.reach("release remove manifest")
+                (incoming / MANIFEST).unlink(missing_ok=True)
+            _fsync_dirs(touched)
             _prune_empty_dirs(incoming)
     leftovers = [printable(rel) for rel in _all_entries(incoming)]
     if leftovers:
