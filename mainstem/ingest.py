@@ -4,7 +4,8 @@ In: the claim record (`claimed_batch.json`) and the drop folder. Out: `data/raw/
 `files/` (byte copies of the delivery) and `batch.json` (the content hashes, the batch's sequence
 number and its name). Each file is hashed while it is copied and must match the claim, so a file
 rewritten after `_READY` cannot slip in. The snapshot is staged beside the raw store and renamed
-into place, so a crash leaves either no snapshot or a complete one. Raw batches are never changed.
+into place, so a crash leaves either no snapshot or a complete one; a failed copy (a full disk, a
+changed file) removes its staging folder. Raw batches are never changed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,22 +105,26 @@ def ingest_claimed(params: IngestParams) -> RawBatch | None:
     existing = list_raw_batches(params.raw_dir)
     sequence = existing[-1].sequence + 1 if existing else 1
     staged = fresh_dir(staging_path(params.raw_dir, f"ingest-{batch_id}"))
-    with storage_errors(f"could not snapshot batch {batch_id}"):
-        for item in files:
-            destination = staged / FILES_DIR / item.path
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            crashpoints.reach("ingest copy")
-            copy_verified(params.incoming_dir / item.path, destination, item)
-        write_json_durable(
-            staged / BATCH_FILE,
-            {
-                "batch_id": batch_id,
-                "sequence": sequence,
-                "name": ticket.get("name"),
-                "files": [f.to_json() for f in files],
-            },
-        )
-        params.raw_dir.mkdir(parents=True, exist_ok=True)
-        publish_dir(staged, target)
+    try:
+        with storage_errors(f"could not snapshot batch {batch_id}"):
+            for item in files:
+                destination = staged / FILES_DIR / item.path
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                crashpoints.reach("ingest copy")
+                copy_verified(params.incoming_dir / item.path, destination, item)
+            write_json_durable(
+                staged / BATCH_FILE,
+                {
+                    "batch_id": batch_id,
+                    "sequence": sequence,
+                    "name": ticket.get("name"),
+                    "files": [f.to_json() for f in files],
+                },
+            )
+            publish_dir(staged, target)
+    except Exception:
+        # A full disk or a changed file: leave no half-copied snapshot taking up room.
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     log.info("ingested batch %s as sequence %d (%d files)", batch_id, sequence, len(files))
     return read_raw_batch(target)

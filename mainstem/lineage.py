@@ -3,7 +3,8 @@
 In: the workspace, what happened to the batch (its report and the master metrics). Out: a commit
 carrying `dvc.lock`, the metrics files and the claim record, whose message names the batch and its
 row counts, so `git log` reads as the history of the master. Recording twice is a no-op, so a
-retried task never makes a second commit for the same batch.
+retried task never makes a second commit for the same batch. Lock files that a killed git process
+left in `.git` are cleared first, once no git process is at work in the repository any more.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from mainstem import crashpoints
 from mainstem.commands import git
+from mainstem.errors import LockError
 
 log = logging.getLogger(__name__)
 AUTHOR = ["-c", "user.name=mainstem pipeline", "-c", "user.email=pipeline@mainstem.invalid"]
-_STALE_INDEX_LOCK_SECONDS = 5.0
+# Objects, refs and the index reach the disk before `git commit` returns.
+DURABLE = ["-c", "core.fsync=all", "-c", "core.fsyncMethod=fsync"]
+GIT_BUSY_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -33,15 +39,17 @@ class BatchRecord:
     master_rows: int
     contract: str
     duplicate: bool = False
+    first_name: str | None = None
 
     def message(self) -> str:
         title = f"batch {self.batch_id}"
         if self.name:
             title += f" ({self.name})"
         if self.duplicate:
+            first = f" ({self.first_name})" if self.first_name else ""
             return (
                 f"{title}: duplicate delivery, nothing applied; master {self.master_rows} rows\n\n"
-                f"The same content was ingested earlier as batch {self.batch_id}.\n"
+                f"The same content was ingested earlier as batch {self.batch_id}{first}.\n"
             )
         return (
             f"{title}: {self.status}; {self.rows_in} rows in, {self.rows_accepted} accepted, "
@@ -51,11 +59,17 @@ class BatchRecord:
 
     @classmethod
     def from_report(
-        cls, report: dict[str, Any], master_rows: int, duplicate: bool = False
+        cls,
+        report: dict[str, Any],
+        master_rows: int,
+        duplicate: bool = False,
+        delivered_as: str | None = None,
     ) -> BatchRecord:
+        """The record of a batch from its validation report; `delivered_as` names a re-delivery."""
+        first_name = report.get("name")
         return cls(
             batch_id=str(report["batch_id"]),
-            name=report.get("name"),
+            name=delivered_as if duplicate and delivered_as else first_name,
             status=str(report["status"]),
             rows_in=int(report["rows_in"]),
             rows_accepted=int(report["rows_accepted"]),
@@ -63,36 +77,70 @@ class BatchRecord:
             master_rows=master_rows,
             contract=str(report["contract"]),
             duplicate=duplicate,
+            first_name=first_name if duplicate else None,
         )
 
 
-def clear_stale_index_lock(root: Path) -> None:
-    """Remove a `.git/index.lock` left by a killed git process.
+def git_lock_files(root: Path) -> list[Path]:
+    """The lock files git holds while it changes the index, HEAD or a branch."""
+    dot_git = root / ".git"
+    return sorted(
+        [*dot_git.glob("*.lock"), *(dot_git / "refs" / "heads").rglob("*.lock")],
+    )
 
-    The pipeline holds the drop-folder lock whenever it commits, so no other pipeline process can
-    be inside git here; a lock file that has not been touched for a few seconds is a leftover.
+
+def git_processes(root: Path) -> list[psutil.Process]:
+    """Live git processes working in the repository at `root`."""
+    found = []
+    for process in psutil.process_iter(["name", "cwd", "status"]):
+        info = process.info
+        if info["name"] != "git" or info["status"] == psutil.STATUS_ZOMBIE or not info["cwd"]:
+            continue
+        cwd = Path(info["cwd"])
+        if cwd == root or root in cwd.parents:
+            found.append(process)
+    return found
+
+
+def clear_stale_git_locks(root: Path, wait: float = GIT_BUSY_WAIT_SECONDS) -> list[Path]:
+    """Remove lock files in `.git` left by a git process that was killed; the files removed.
+
+    A lock file is stale when no git process is at work in the repository: git takes its locks
+    with O_EXCL and removes them before it exits, so only a killed git leaves one. The pipeline
+    holds the drop-folder lock while it commits, so the one git process that may still be running
+    is a leftover of the previous holder: wait for it (up to `wait` seconds), never break its lock.
     """
-    lock = root / ".git" / "index.lock"
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return
-    if age > _STALE_INDEX_LOCK_SECONDS:
-        log.warning("removing stale %s (%.0f s old)", lock, age)
-        lock.unlink(missing_ok=True)
+    locks = git_lock_files(root)
+    if not locks:
+        return []
+    deadline = time.monotonic() + wait
+    while busy := git_processes(root):
+        if time.monotonic() > deadline:
+            pids = ", ".join(str(p.pid) for p in busy)
+            raise LockError(
+                f"git is still running in {root} (pid {pids}) and holds {locks[0].name}; "
+                "wait for it to finish, then retry"
+            )
+        time.sleep(0.2)
+    removed = []
+    for stale in git_lock_files(root):
+        log.warning("removing %s, left by a git process that was killed", stale)
+        stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
 
 
 def record(root: Path, paths: list[Path], message: str) -> str | None:
     """Commit `paths` (those that exist) with `message`; the new commit id, or None if unchanged."""
-    clear_stale_index_lock(root)
+    clear_stale_git_locks(root)
     existing = [str(p.relative_to(root)) for p in paths if p.exists()]
     if existing:
-        git(["add", "--", *existing], root)
+        git([*DURABLE, "add", "--", *existing], root)
     if git(["diff", "--cached", "--quiet"], root, check=False).returncode == 0:
         log.info("lineage: nothing new to record")
         return None
     crashpoints.reach("lineage commit")
-    git([*AUTHOR, "commit", "--no-verify", "--quiet", "-m", message], root)
+    git([*AUTHOR, *DURABLE, "commit", "--no-verify", "--quiet", "-m", message], root)
     commit = git(["rev-parse", "HEAD"], root).stdout.strip()
     log.info("lineage: recorded %s", commit[:12])
     return commit
