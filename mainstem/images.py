@@ -4,7 +4,8 @@ In: an image's bytes and the contract's ImageRule for its column. Out: an ImageO
 canonical image (EXIF orientation applied, converted to the contract's mode, centre-cropped and
 resized to its size, re-encoded with no metadata) named by the sha256 of its bytes, or the reason
 the image is refused. Only formats in the rule's allowlist are ever parsed; a full `load()` runs on
-every image, so corrupt JPEG data is caught; Pillow's decompression-bomb warning is an error here.
+every image, so corrupt JPEG data is caught, and a PNG's chunks are checked up to IEND, so a PNG
+cut after its pixel data is caught too; Pillow's decompression-bomb warning is an error here.
 Many images are processed in a bounded pool of worker processes; results keep the input order.
 
 This module imports only Pillow and NumPy, so worker processes start quickly.

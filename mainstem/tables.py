@@ -3,8 +3,9 @@
 In: a file's name and bytes, and the contract. Out: a TableRead whose frame has one text column per
 contract column (None for an empty cell) plus `_source` ("file.csv:line 7"), the rows that are bad
 already (ragged, oversized cells) with their reasons, and the problems that make the whole file
-unusable (undecodable text, missing or unexpected columns, an unreadable Parquet file). Values are
-converted to their declared types later, in one place, whatever format they came in.
+unusable (undecodable text, missing or unexpected columns, an unreadable Parquet file, more rows
+than the contract's max_rows, counted from a Parquet footer before any data is decoded). Values
+are converted to their declared types later, in one place, whatever format they came in.
 """
 
 from __future__ import annotations

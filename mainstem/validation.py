@@ -3,8 +3,9 @@
 In: a RawBatch (its tables and image files) and a Contract. Out: a BatchResult holding the accepted
 rows (typed, the image column pointing at canonical images, sorted by primary key), the rejected
 rows with every reason, the canonical images the accepted rows use, and a JSON-able report. A batch
-is rejected whole for a structural error (no table, an unreadable file, a missing or unexpected
-column, a link to a file the batch lacks) or when any row fails under the reject_batch policy.
+is rejected whole for a structural error (no table, no data rows, an unreadable file, a missing or
+unexpected column, a link to a file the batch lacks) or when any row fails under the reject_batch
+policy.
 """
 
 from __future__ import annotations
