@@ -1,9 +1,10 @@
 """Versioned data contracts: a pandera schema plus the rules pandera does not express.
 
 In: `contracts/<dataset>/v<N>.yaml`. Out: a Contract holding the pandera DataFrameSchema, the
-primary key, the deduplication and row policies, the accepted tabular formats, CSV settings and the
-image rules of each image column, and a fingerprint of the file's bytes. A malformed contract is a
-ContractError that names the file and the key to fix.
+primary key, the deduplication and row policies, the accepted tabular formats, CSV settings, the
+size limits (max_cell_chars, max_rows per table file), the image rules of each image column, and a
+fingerprint of the file's bytes. A malformed contract is a ContractError that names the file and
+the key to fix. Optional keys have defaults, so released contracts never need editing.
 """
 
 from __future__ import annotations
