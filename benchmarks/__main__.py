@@ -1,0 +1,56 @@
+"""`python -m benchmarks [--size tiny|full] [--out DIR] [--only P1 P4 ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmarks import flow_bench, images_bench, merge_bench, versioning_bench
+from benchmarks.results_table import Results
+from benchmarks.sizes import SIZES
+from mainstem.commands import QUIET_ENV
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SECTIONS = {
+    "P1": merge_bench.run,
+    "P2": versioning_bench.run,
+    "P4": images_bench.run,
+    "P5": flow_bench.run,
+}
+
+
+def main(argv: list[str] | None = None) -> Results:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results.md/json go")
+    parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(SECTIONS),
+        help="run these sections (P2 includes P3, P5 includes P6)",
+    )
+    args = parser.parse_args(argv)
+    os.environ.update(QUIET_ENV)
+    size = SIZES[args.size]
+    results = Results(size.name)
+    work = Path(tempfile.mkdtemp(prefix="mainstem-bench-", dir=args.work))
+    try:
+        for name, section in SECTIONS.items():
+            if args.only and name not in args.only:
+                continue
+            results.sample_load()
+            section(size, work, results)
+        results.sample_load()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results.write(args.out)
+    print(f"wrote {args.out / 'results.md'} and results.json")
+    return results
+
+
+if __name__ == "__main__":
+    main()

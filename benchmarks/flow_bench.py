@@ -1,0 +1,153 @@
+"""P5 (and P6 once the retrain policy exists): one batch through the whole pipeline.
+
+In: a Size. Out: the time of each step that carries a delivered batch into a versioned, pushed
+master, in a real workspace (git + DVC, a local DVC remote) whose master already holds
+`flow_master_rows` rows: claim the drop folder, reproduce the ingest, validate and merge stages
+through DVC's Python API (the stage commands still run as their own processes, as under
+`dvc repro`), push to the remote, read `master_rows` back through DVC's metrics API. The lineage
+commit and the release are timed too, outside the target. The scheduler is not involved.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import chdir
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from benchmarks.images_bench import photo
+from benchmarks.results_table import Results, Target
+from benchmarks.sizes import Size
+from mainstem import batchflow
+from mainstem.dropfolder import Claimed, claim_batch
+from mainstem.params import load_params
+from mainstem.samples import SUPPLIERS
+from mainstem.submit import submit
+from mainstem.workspace import create_workspace, source_root
+
+
+def delivery(dest: Path, name: str, keys: np.ndarray, images: int, side: int, seed: int) -> Path:
+    """A produce delivery: one Parquet table whose rows share `images` photos."""
+    rng = np.random.default_rng(seed)
+    folder = dest / name
+    (folder / "images").mkdir(parents=True)
+    names = []
+    for number in range(images):
+        fmt = "PNG" if number % 4 == 3 else "JPEG"
+        image = f"images/{seed}-{number:05d}.{'png' if fmt == 'PNG' else 'jpg'}"
+        photo(seed * 10_000 + number, side).save(folder / image, format=fmt)
+        names.append(image)
+    n = len(keys)
+    days = np.datetime64("2021-01-01") + rng.integers(0, 1500, n).astype("timedelta64[D]")
+    table = pa.table(
+        {
+            "item_id": pa.array(keys, pa.int64()),
+            "supplier": pa.array(np.array(SUPPLIERS)[rng.integers(0, 4, n)].tolist()),
+            "weight_g": np.round(rng.uniform(80, 900, n), 1),
+            "diameter_mm": np.round(rng.uniform(40, 120, n), 1),
+            "harvested_on": pa.array(days.astype(str).tolist()),
+            "image_file": pa.array([names[i % images] for i in range(n)]),
+            "grade": pa.array(np.array(["A", "B", "C"])[rng.integers(0, 3, n)].tolist()),
+        }
+    )
+    pq.write_table(table, folder / f"{name}.parquet")
+    return folder
+
+
+def _deliver(root: Path, folder: Path) -> None:
+    submit([folder], load_params(root).ingest.incoming_dir, folder.name)
+
+
+def run(size: Size, work: Path, results: Results) -> None:
+    print(
+        f"P5: a {size.flow_batch_rows:,}-row batch against a {size.flow_master_rows:,}-row master"
+    )
+    root = create_workspace(work / "p5" / "workspace", source_root())
+    deliveries = work / "p5" / "deliveries"
+    seed_keys = np.arange(size.flow_master_rows, dtype=np.int64)
+    _deliver(root, delivery(deliveries, "seed", seed_keys, 20, size.flow_image_side, 1))
+    start = time.perf_counter()
+    seeded = batchflow.process_next_batch(root)
+    assert seeded.report is not None and seeded.report["status"] == "accepted", seeded.report
+    results.measure(
+        "P5", f"seed the {size.flow_master_rows:,}-row master (setup)", time.perf_counter() - start
+    )
+
+    updates = size.flow_batch_rows // 10
+    keys = np.concatenate(
+        [
+            np.arange(size.flow_master_rows - updates, size.flow_master_rows),
+            np.arange(
+                size.flow_master_rows, size.flow_master_rows + size.flow_batch_rows - updates
+            ),
+        ]
+    )
+    batch = delivery(deliveries, "batch", keys, size.flow_images, size.flow_image_side, 2)
+    _deliver(root, batch)
+    results.sample_load()
+    steps = _timed_flow(root)
+    label = f"{size.flow_batch_rows:,} rows, {size.flow_images} images"
+    for step, seconds in steps.items():
+        results.measure("P5", f"{label}: {step}", seconds)
+    in_target = [s for s in steps if not s.startswith("(")]
+    total = sum(steps[s] for s in in_target)
+    results.measure("P5", f"{label}: claim → repro → push → metrics", total)
+    results.target(
+        Target(
+            "P5",
+            "claim → dvc repro → push → metrics, seconds",
+            total,
+            15.0,
+            "at_most",
+            f"{label} against a {size.flow_master_rows:,}-row master in a real git + DVC "
+            "workspace with a local remote; DVC through its Python API; scheduler excluded.",
+            "The retrain decision is not included: mainstem/policy.py was not committed when "
+            "this benchmark was written.",
+        )
+    )
+    results.target(
+        Target(
+            "P6",
+            f"retrain decision with {size.mlflow_runs:,} MLflow runs, seconds",
+            None,
+            1.0,
+            "at_most",
+            "not measured: mainstem/policy.py was not committed when this benchmark was written.",
+        )
+    )
+
+
+def _timed_flow(root: Path) -> dict[str, float]:
+    from dvc.repo import Repo
+
+    params = load_params(root)
+    steps: dict[str, float] = {}
+    start = time.perf_counter()
+    claim = claim_batch(params.ingest, "benchmark", time.time())
+    steps["claim"] = time.perf_counter() - start
+    assert isinstance(claim, Claimed), claim
+    with chdir(root):
+        for stage in ("ingest", "validate", "merge"):
+            start = time.perf_counter()
+            with Repo(str(root)) as repo:
+                repo.reproduce(stage, single_item=True)
+            steps[f"dvc repro: {stage} stage"] = time.perf_counter() - start
+        start = time.perf_counter()
+        with Repo(str(root)) as repo:
+            repo.push()
+        steps["dvc push (local remote)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    rows = batchflow.master_rows(params)
+    steps["read master_rows (dvc.api.metrics_show)"] = time.perf_counter() - start
+    assert rows > 0
+    start = time.perf_counter()
+    batchflow.record_lineage(params, claim.batch_id, claim.duplicate)
+    steps["(outside the target) lineage git commit"] = time.perf_counter() - start
+    start = time.perf_counter()
+    report = batchflow.release(params, claim.batch_id)
+    steps["(outside the target) release the drop folder"] = time.perf_counter() - start
+    assert report["status"] == "accepted", report["reasons"]
+    return steps

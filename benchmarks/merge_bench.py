@@ -1,0 +1,214 @@
+"""P1: merging one batch into a big master, per-part against full rewrites of one big file.
+
+In: a Size. Out: timings of mainstem's merge (`refresh_master`: read the batch, rewrite the parts it
+touches, hard-link the rest, publish atomically and durably) and of three full rewrites of the
+same master held as one Parquet file (the naive layout): pandas, polars lazy anti-join, DuckDB.
+Both spreads of updates are measured: recent keys (late corrections) and keys spread uniformly
+(a batch that touches every part). Every method reads its inputs from disk, writes the same zstd
+level, and fsyncs its output before the clock stops; the rewrites skip the sort by key that
+mainstem's parts get, which only flatters them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from benchmarks.data import KEY, SCHEMA, BatchSpec, Spread, rows
+from benchmarks.results_table import Results, Target
+from benchmarks.sizes import Size
+from mainstem.columnar import ROW_GROUP_ROWS, parquet_bytes, parquet_options
+from mainstem.master import Manifest, Partitioning
+from mainstem.merge import refresh_master
+
+
+class Inbox:
+    """Batches as the validated store hands them to the merge: Parquet files plus reports."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.reports: list[dict[str, object]] = []
+
+    def add(self, batch_id: str, data: bytes, rows: int) -> Path:
+        path = self.path(batch_id)
+        path.write_bytes(data)
+        self.reports.append(
+            {
+                "batch_id": batch_id,
+                "sequence": len(self.reports) + 1,
+                "status": "accepted",
+                "accepted_sha256": hashlib.sha256(data).hexdigest(),
+                "rows_accepted": rows,
+            }
+        )
+        return path
+
+    def path(self, batch_id: str) -> Path:
+        return self.root / f"{batch_id}.parquet"
+
+    def with_batch(self, batch_id: str, data: bytes, rows: int) -> list[dict[str, object]]:
+        """The reports plus one more batch, without recording it."""
+        reports = list(self.reports)
+        self.add(batch_id, data, rows)
+        self.reports, extra = reports, self.reports[-1]
+        return [*reports, extra]
+
+
+def empty_master(span: int) -> Manifest:
+    return Manifest("bench/v1", KEY, Partitioning("range", span), "benchmark")
+
+
+def link_copy(source: Path, dest: Path) -> None:
+    """A copy of a master that shares its files: mainstem never changes a part in place."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for path in source.iterdir():
+        os.link(path, dest / path.name)
+
+
+def fsync_path(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def build_master(size: Size, root: Path) -> tuple[Path, Path, Inbox]:
+    """The master (parts) and the same rows as one file (the naive layout)."""
+    master, naive = root / "master", root / "naive.parquet"
+    inbox = Inbox(root / "inbox")
+    empty = empty_master(size.part_span)
+    options = parquet_options(SCHEMA)
+    with pq.ParquetWriter(naive, SCHEMA, **options) as writer:
+        for start in range(0, size.master_rows, size.build_chunk):
+            stop = min(start + size.build_chunk, size.master_rows)
+            table = rows(np.arange(start, stop, dtype=np.int64), seed=1000 + start)
+            inbox.add(f"seed-{start:012d}", parquet_bytes(table), table.num_rows)
+            refresh_master(master, inbox.reports, inbox.path, empty, SCHEMA)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    return master, naive, inbox
+
+
+def _best(
+    repeats: int, run: Callable[[], object], prepare: Callable[[], None] | None = None
+) -> float:
+    times = []
+    for _ in range(repeats):
+        if prepare:
+            prepare()
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def pandas_rewrite(naive: Path, batch: Path, out: Path) -> None:
+    import pandas as pd
+
+    master = pd.read_parquet(naive)
+    updates = pd.read_parquet(batch)
+    merged = pd.concat([master, updates], ignore_index=True)
+    merged = merged.drop_duplicates(KEY, keep="last")
+    merged.to_parquet(out, compression="zstd", compression_level=1, index=False)
+    fsync_path(out)
+
+
+def polars_rewrite(naive: Path, batch: Path, out: Path) -> None:
+    import polars as pl
+
+    updates = pl.scan_parquet(batch)
+    kept = pl.scan_parquet(naive).join(updates, on=KEY, how="anti")
+    pl.concat([kept, updates]).sink_parquet(out, compression="zstd", compression_level=1)
+    fsync_path(out)
+
+
+def duckdb_rewrite(naive: Path, batch: Path, out: Path) -> None:
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet('{naive}') AS m ANTI JOIN read_parquet('{batch}') "
+            f"AS b USING ({KEY}) UNION ALL SELECT * FROM read_parquet('{batch}')) "
+            f"TO '{out}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
+        )
+    fsync_path(out)
+
+
+def run(size: Size, work: Path, results: Results) -> None:
+    print(f"P1: building a {size.master_rows:,}-row master", flush=True)
+    start = time.perf_counter()
+    master, naive, inbox = build_master(size, work / "p1")
+    setup = time.perf_counter() - start
+    results.measure("P1", f"build the {size.master_rows:,}-row master (setup)", setup)
+    results.measure("P1", "master parts", len(list(master.glob("part-*.parquet"))), "")
+    results.measure("P1", "master as one file", naive.stat().st_size / 1e6, "MB")
+    spreads: tuple[tuple[int, Spread], ...] = ((7, "recent"), (8, "uniform"))
+    for seed, spread in spreads:
+        results.sample_load()
+        _one_batch(size, work / "p1", master, naive, inbox, seed, spread, results)
+    shutil.rmtree(work / "p1")
+
+
+def _one_batch(
+    size: Size,
+    root: Path,
+    master: Path,
+    naive: Path,
+    inbox: Inbox,
+    seed: int,
+    spread: Spread,
+    results: Results,
+) -> None:
+    scratch, out = root / "scratch", root / "rewrite.parquet"
+    spec = BatchSpec(
+        seed, size.master_rows, size.batch_rows, spread=spread, recent_window=size.part_span
+    )
+    expected_rows = size.master_rows + spec.new_rows
+    table = spec.table()
+    reports = inbox.with_batch(f"batch-{spread}", parquet_bytes(table), table.num_rows)
+    batch = inbox.path(f"batch-{spread}")
+    label = f"{size.batch_rows:,}-row batch, 10% {spread} updates"
+    empty = empty_master(size.part_span)
+
+    ours = _best(
+        size.repeats,
+        lambda: refresh_master(scratch, reports, inbox.path, empty, SCHEMA),
+        lambda: link_copy(master, scratch),
+    )
+    touched = sum(1 for p in scratch.glob("part-*") if p.stat().st_nlink == 1)
+    merged = pq.ParquetDataset(scratch).read(columns=[KEY]).num_rows
+    assert merged == expected_rows, (merged, expected_rows)
+    results.measure("P1", f"{label}: parts rewritten", touched, "")
+    results.measure("P1", f"{label}: mainstem per-part merge", ours)
+    rewrites = {"polars lazy anti-join": polars_rewrite, "DuckDB": duckdb_rewrite}
+    if size.pandas_baseline and spread == "recent":
+        rewrites["naive pandas"] = pandas_rewrite
+    timings = {}
+    for name, rewrite in rewrites.items():
+        timings[name] = _best(size.repeats, partial(rewrite, naive, batch, out))
+        assert pq.ParquetFile(out).metadata.num_rows == expected_rows
+        results.measure("P1", f"{label}: {name} full rewrite", timings[name])
+    out.unlink(missing_ok=True)
+    shutil.rmtree(scratch)
+    best = min(timings["polars lazy anti-join"], timings["DuckDB"])
+    if spread == "recent":
+        goal, bound = "recent-key batch: best full rewrite ÷ per-part merge", 10.0
+        how = (
+            f"{size.batch_rows:,}-row batch, 12 columns, 10% of keys overlapping the last "
+            f"{size.part_span:,} keys, into a {size.master_rows:,}-row master; best of "
+            f"{size.repeats} run(s) each; best rewrite of polars and DuckDB."
+        )
+    else:
+        goal, bound = "uniform updates: best full rewrite ÷ per-part merge", 1.0
+        how = (
+            "the same, with the overlapping keys spread over the whole master, so the batch "
+            f"touches all {touched} parts."
+        )
+    results.target(Target("P1", goal, best / ours, bound, "at_least", how))

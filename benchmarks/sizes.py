@@ -1,0 +1,73 @@
+"""How big each benchmark runs: the issue's sizes (`full`) and a quick smoke-test size (`tiny`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    # P1: one batch into a big master
+    master_rows: int
+    batch_rows: int
+    part_span: int
+    build_chunk: int
+    repeats: int
+    pandas_baseline: bool
+    # P2, P3: many batches into a growing master, each versioned with DVC
+    growth_seed_rows: int
+    growth_batches: int
+    growth_batch_rows: int
+    # P4: image canonicalization
+    images: int
+    image_side: int
+    # P5: one batch through the whole pipeline
+    flow_master_rows: int
+    flow_batch_rows: int
+    flow_images: int
+    flow_image_side: int
+    # P6: the retrain decision
+    mlflow_runs: int
+
+
+SIZES = {
+    "full": Size(
+        name="full",
+        master_rows=10_000_000,
+        batch_rows=100_000,
+        part_span=100_000,
+        build_chunk=1_000_000,
+        repeats=2,
+        pandas_baseline=True,
+        growth_seed_rows=500_000,
+        growth_batches=50,
+        growth_batch_rows=100_000,
+        images=400,
+        image_side=640,
+        flow_master_rows=1_000_000,
+        flow_batch_rows=10_000,
+        flow_images=200,
+        flow_image_side=640,
+        mlflow_runs=10_000,
+    ),
+    "tiny": Size(
+        name="tiny",
+        master_rows=20_000,
+        batch_rows=2_000,
+        part_span=2_000,
+        build_chunk=10_000,
+        repeats=1,
+        pandas_baseline=True,
+        growth_seed_rows=2_000,
+        growth_batches=3,
+        growth_batch_rows=1_000,
+        images=20,
+        image_side=96,
+        flow_master_rows=2_000,
+        flow_batch_rows=100,
+        flow_images=5,
+        flow_image_side=96,
+        mlflow_runs=30,
+    ),
+}

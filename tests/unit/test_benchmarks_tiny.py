@@ -1,0 +1,29 @@
+"""The benchmark still runs end to end: at its tiny size it writes both result files in full.
+
+Only the shape of the output is checked; timings are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.__main__ import main
+
+
+def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
+    main(["--size", "tiny", "--out", str(tmp_path / "results"), "--work", str(tmp_path)])
+
+    data = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert data["size"] == "tiny"
+    targets = [(t["id"], t["goal"]) for t in data["targets"]]
+    assert [t[0] for t in targets] == ["P1", "P1", "P2", "P2", "P3", "P4", "P5", "P6"]
+    measured = {m["id"] for m in data["measurements"]}
+    assert measured == {"P1", "P2", "P3", "P4", "P5"}
+    assert all(t["figure"] is not None for t in data["targets"] if t["id"] != "P6")
+
+    table = (tmp_path / "results" / "results.md").read_text()
+    for _id, goal in targets:
+        assert goal in table
+    assert "naive pandas full rewrite" in table
+    assert "dvc push (local remote)" in table
