@@ -35,13 +35,20 @@ def repro_args() -> list[str]:
 
 
 def lineage_paths(params: Params) -> list[Path]:
-    """The small, git-tracked files that describe the pipeline's state after a batch."""
-    outputs = [params.ingest.raw_dir, params.validate.validated_dir, params.merge.master_dir]
+    """The small, git-tracked files describing the pipeline's state after a batch or a training."""
+    outputs = [
+        params.ingest.raw_dir,
+        params.validate.validated_dir,
+        params.merge.master_dir,
+        params.train.model_dir,
+    ]
     return [
         params.root / "dvc.lock",
         params.ingest.claimed_batch,
         params.validate.metrics_file,
         params.merge.metrics_file,
+        params.train.request_file,
+        params.train.metrics_file,
         *sorted({out.parent / ".gitignore" for out in outputs}),
     ]
 

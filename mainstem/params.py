@@ -67,6 +67,7 @@ class TrainParams:
     request_file: Path
     model_dir: Path
     metrics_file: Path
+    tracking_db: Path
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ def load_params(root: Path | str = ".") -> Params:
             request_file=train.path("request_file"),
             model_dir=train.path("model_dir"),
             metrics_file=train.path("metrics_file"),
+            tracking_db=train.path("tracking_db"),
         ),
         retrain_threshold_rows=retrain.integer("threshold_rows"),
     )
