@@ -7,7 +7,10 @@ line on stderr saying what to fix, and exit status 1. Every verb has `--help`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +51,57 @@ def _process(args: argparse.Namespace) -> None:
     print("\n".join(describe(label, run)))
 
 
+def _airflow_variables(names: tuple[str, ...]) -> dict[str, str | None] | None:
+    """The Variables' values when Airflow is configured in the environment, else None."""
+    if not (
+        os.environ.get("AIRFLOW_HOME") or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    ):
+        return None
+    try:
+        # Airflow logs to stdout, which must hold only the report (and stay parseable as JSON).
+        with contextlib.redirect_stdout(sys.stderr):
+            from airflow.models.variable import Variable
+
+            return {name: Variable.get(name, default_var=None) for name in names}
+    except Exception as exc:  # a missing or unmigrated Airflow database: fall back, and say so
+        print(
+            f"mainstem: Airflow Variables unreadable ({exc}); using DVC and params", file=sys.stderr
+        )
+        return None
+
+
+def _retrain_explain(args: argparse.Namespace) -> None:
+    from mainstem.params import load_params
+    from mainstem.policy import ROWS_VARIABLE, THRESHOLD_VARIABLE, explain
+    from mainstem.retrain import workspace_decision
+
+    params = load_params(args.workspace)
+    rows, threshold = args.current_rows, args.threshold
+    rows_source = "--current-rows" if rows is not None else None
+    threshold_source = "--threshold" if threshold is not None else THRESHOLD_VARIABLE
+    variables = None if args.no_airflow else _airflow_variables((ROWS_VARIABLE, THRESHOLD_VARIABLE))
+    if variables and rows is None and variables[ROWS_VARIABLE] is not None:
+        rows, rows_source = variables[ROWS_VARIABLE], f"Airflow Variable {ROWS_VARIABLE}"
+    if variables and threshold is None and variables[THRESHOLD_VARIABLE] is not None:
+        threshold, threshold_source = (
+            variables[THRESHOLD_VARIABLE],
+            f"Airflow Variable {THRESHOLD_VARIABLE}",
+        )
+    decision = workspace_decision(
+        params,
+        rows,
+        threshold,
+        rows_source=rows_source,
+        threshold_source=threshold_source,
+        training_in_flight=args.in_flight,
+    )
+    if args.json:
+        print(json.dumps(decision.to_json(), indent=2, sort_keys=True))
+    else:
+        print("retrain policy, dry run (nothing is triggered):")
+        print("\n".join(f"  {line}" for line in explain(decision)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mainstem",
@@ -77,6 +131,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     process.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
     process.set_defaults(func=_process)
+
+    retrain = verbs.add_parser("retrain", help="the retrain policy: whether to train now, and why")
+    retrain_verbs = retrain.add_subparsers(dest="retrain_verb", required=True, metavar="SUBVERB")
+    explain = retrain_verbs.add_parser(
+        "explain",
+        help="compute the policy's decision as a dry run and print its chain",
+        description="Compute the retrain decision the retrain_policy DAG would make, and print "
+        "each step. Values come from the flags, else the Airflow Variables when Airflow is "
+        "configured (AIRFLOW_HOME or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN set), else DVC metrics "
+        "and params.yaml. Nothing is triggered.",
+    )
+    explain.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
+    explain.add_argument(
+        "--current-rows", metavar="N", help="master rows now (default: CURRENT_MASTER_ROWS or DVC)"
+    )
+    explain.add_argument(
+        "--threshold",
+        metavar="N",
+        help="new rows that justify retraining (default: RETRAIN_THRESHOLD_ROWS or params.yaml)",
+    )
+    explain.add_argument(
+        "--in-flight", action="store_true", help="treat a training as already running"
+    )
+    explain.add_argument("--no-airflow", action="store_true", help="ignore Airflow Variables")
+    explain.add_argument("--json", action="store_true", help="print the decision as JSON")
+    explain.set_defaults(func=_retrain_explain)
     return parser
 
 

@@ -2,12 +2,16 @@
 
 In: a base folder (default `.demo/` in the source tree, which git ignores). Out: a fresh pipeline
 workspace at `<base>/workspace` with a local DVC remote at `<base>/remote`, the sample batches
-delivered and processed one at a time, and a printed account of each batch. Every run starts over
-from an empty base folder, so left-overs of an earlier run never get in the way.
+delivered and processed one at a time, and a printed account of each batch. Then the loop: the
+retrain policy's decision chain, a training when it says so (the new MLflow run, and where the
+production alias points), and a second pass of batches where the policy says "no" below the
+threshold and "yes" once it is crossed. Every run starts over from an empty base folder, so
+left-overs of an earlier run never get in the way.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -17,7 +21,9 @@ from mainstem.batchflow import BatchRun, process_next_batch
 from mainstem.commands import git
 from mainstem.dropfolder import Idle, Rejected
 from mainstem.params import load_params
-from mainstem.samples import BatchSpec, demo_batches, make_batch
+from mainstem.policy import RetrainDecision, explain
+from mainstem.retrain import TrainingOutcome, train_from_decision, workspace_decision
+from mainstem.samples import BatchSpec, demo_batches, make_batch, second_pass_batches
 from mainstem.submit import submit
 from mainstem.workspace import create_workspace, source_root
 
@@ -79,6 +85,31 @@ def deliver_and_process(
     return runs
 
 
+def describe_training(outcome: TrainingOutcome, alias: str) -> list[str]:
+    """The new run and where the production alias points after it."""
+    where = "moved to it" if outcome.promoted else f"stays at version {outcome.production_version}"
+    return [
+        f"  trained: run {outcome.run_id} on {outcome.master_rows} rows, "
+        f"{outcome.eval_metric}={outcome.score:.3f}",
+        f"  registered as version {outcome.model_version}; '{alias}' {where}",
+    ]
+
+
+def policy_step(workspace: Path, out: TextIO, full: bool) -> RetrainDecision:
+    """Ask the retrain policy, print its chain (or just its verdict), and train when it says so."""
+    decision = workspace_decision(load_params(workspace))
+    if full:
+        print("\n".join(f"  {line}" for line in explain(decision)), file=out, flush=True)
+    else:
+        verdict = "RETRAIN" if decision.retrain else "no retrain"
+        print(f"  policy: {verdict} - {decision.reason}", file=out, flush=True)
+    if decision.retrain:
+        outcome = train_from_decision(workspace, decision, requested_by="demo")
+        alias = load_params(workspace).train.production_alias
+        print("\n".join(describe_training(outcome, alias)), file=out, flush=True)
+    return decision
+
+
 def run_demo(base: Path, out: TextIO) -> Path:
     """Start over in `base`, process the sample batches, and print what happened."""
     if base.exists():
@@ -88,6 +119,14 @@ def run_demo(base: Path, out: TextIO) -> Path:
     workspace = create_workspace(base / "workspace")
     print("\n== processing sample batches with `dvc repro` ==", file=out, flush=True)
     deliver_and_process(workspace, base / "deliveries", demo_batches(), out)
+    # MLflow logs each store migration at INFO; the demo's reader wants the decision, not those.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    print("\n== retrain policy: the decision chain ==", file=out, flush=True)
+    policy_step(workspace, out, full=True)
+    print("\n== second pass: more batches, the policy after each ==", file=out, flush=True)
+    for spec in second_pass_batches():
+        deliver_and_process(workspace, base / "deliveries", [spec], out)
+        policy_step(workspace, out, full=False)
     log = git(["log", "--format=%h %s"], workspace).stdout
     print("\n== lineage: git log in the workspace ==", file=out)
     print(log.rstrip(), file=out)
