@@ -1,0 +1,94 @@
+"""A prepared workspace for the crash and storage-fault tests: built once, copied per test.
+
+The template holds `workspace/` (a pipeline workspace where FIRST has been processed and SECOND
+waits in the drop folder) and `remote/` (its DVC remote). Its params recover a dead owner's lock
+at once (`dead_owner_grace_seconds: 0`), as a test cannot wait two minutes, and a git hook gives
+`git commit` a write point of its own while it holds `.git/index.lock`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mainstem.batchflow import process_next_batch
+from mainstem.commands import git
+from mainstem.lineage import AUTHOR
+from mainstem.params import load_params
+from mainstem.samples import BatchSpec, make_batch
+from mainstem.submit import submit
+from mainstem.workspace import configure_remote, create_workspace
+from tests.conftest import ROOT
+
+FIRST = BatchSpec(1, first_id=1, rows=3, image_size=16)
+SECOND = BatchSpec(2, first_id=3, rows=2, image_size=16)  # key 3 updates a row of FIRST
+RUN_BATCH = (
+    "import sys; from pathlib import Path; from mainstem.batchflow import process_next_batch; "
+    "process_next_batch(Path.cwd(), run_id=sys.argv[1])"
+)
+GIT_HOOK = """#!/bin/sh
+[ -z "$MAINSTEM_CRASH_COUNTER" ] || exec "{python}" -c \\
+  "from mainstem import crashpoints; crashpoints.reach('inside git commit')"
+"""
+
+
+def prepare(base: Path, workspace_source: Path | None = None) -> Path:
+    """Build the template under `base`; copy `workspace_source` instead of creating one."""
+    template = base / "template"
+    if workspace_source is None:
+        workspace = create_workspace(template / "workspace", ROOT)
+    else:
+        workspace = template / "workspace"
+        shutil.copytree(workspace_source, workspace, symlinks=True)
+        configure_remote(workspace)
+    params_file = workspace / "params.yaml"
+    text = params_file.read_text()
+    assert "dead_owner_grace_seconds: 120" in text
+    params_file.write_text(
+        text.replace("dead_owner_grace_seconds: 120", "dead_owner_grace_seconds: 0")
+    )
+    git(["add", "params.yaml"], workspace)
+    git([*AUTHOR, "commit", "--quiet", "-m", "tests: recover dead owners at once"], workspace)
+    hook = workspace / ".git" / "hooks" / "prepare-commit-msg"
+    hook.write_text(GIT_HOOK.format(python=sys.executable))
+    hook.chmod(0o755)
+    incoming = load_params(workspace).ingest.incoming_dir
+    submit([make_batch(base / "deliveries" / "first", FIRST)], incoming, FIRST.name)
+    process_next_batch(workspace)
+    submit([make_batch(base / "deliveries" / "second", SECOND)], incoming, SECOND.name)
+    return template
+
+
+def copy_setup(source: Path, dest: Path) -> Path:
+    """Copy a template (workspace and remote); point the copy's DVC remote at its own remote."""
+    shutil.copytree(source, dest, symlinks=True)
+    config = dest / "workspace" / ".dvc" / "config.local"
+    config.write_text(config.read_text().replace(str(source), str(dest)))
+    return dest / "workspace"
+
+
+def run_batch(
+    workspace: Path, run_id: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`process_next_batch` in a child that leads a new session, so its group can be killed."""
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_BATCH, run_id],
+        cwd=workspace,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
