@@ -131,16 +131,22 @@ def clear_stale_git_locks(root: Path, wait: float = GIT_BUSY_WAIT_SECONDS) -> li
 
 
 def record(root: Path, paths: list[Path], message: str) -> str | None:
-    """Commit `paths` (those that exist) with `message`; the new commit id, or None if unchanged."""
+    """Commit `paths` (those that exist) with `message`; the new commit id, or None if unchanged.
+
+    Only `paths` go into the commit, whatever else someone staged in the workspace.
+    """
     clear_stale_git_locks(root)
     existing = [str(p.relative_to(root)) for p in paths if p.exists()]
-    if existing:
-        git([*DURABLE, "add", "--", *existing], root)
-    if git(["diff", "--cached", "--quiet"], root, check=False).returncode == 0:
+    if not existing:
+        log.info("lineage: nothing to record")
+        return None
+    git([*DURABLE, "add", "--", *existing], root)
+    if git(["diff", "--cached", "--quiet", "--", *existing], root, check=False).returncode == 0:
         log.info("lineage: nothing new to record")
         return None
     crashpoints.reach("lineage commit")
-    git([*AUTHOR, *DURABLE, "commit", "--no-verify", "--quiet", "-m", message], root)
+    commit_args = ["commit", "--no-verify", "--quiet", "-m", message, "--", *existing]
+    git([*AUTHOR, *DURABLE, *commit_args], root)
     commit = git(["rev-parse", "HEAD"], root).stdout.strip()
     log.info("lineage: recorded %s", commit[:12])
     return commit
