@@ -121,6 +121,8 @@ def _shown(value: float, unit: str) -> str:
         return f"{value:.3f} s"
     if unit == "MB":
         return f"{value:.1f} MB"
+    if unit == "ratio":
+        return f"{value:.2f}"
     if unit == "/s":
         return f"{value:.0f}/s"
     return f"{value:g} {unit}".strip()
