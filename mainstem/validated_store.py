@@ -1,7 +1,8 @@
 """The validated store: one folder per raw batch plus a shared, content-addressed image store.
 
 In: BatchResults from `validation`. Out, under `data/validated/`:
-- `<batch_id>/accepted.parquet`, `<batch_id>/rejected.parquet`, `<batch_id>/report.json`;
+- `<batch_id>/accepted.parquet`, `<batch_id>/rejected.parquet`, `<batch_id>/report.json`, and
+  `<batch_id>/report.html`, the same report as a self-contained page for a person;
 - `images/<ab>/<sha256>.<ext>`: each canonical image once, whichever batches use it;
 - `_state.json`: the fingerprint of the contract and code the store was built with.
 Each batch folder is staged and swapped in whole. Images no accepted row refers to are pruned, so
@@ -14,6 +15,7 @@ import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from mainstem.durable import (
 from mainstem.fingerprint import fingerprint
 from mainstem.ingest import RawBatch, list_raw_batches
 from mainstem.params import Params
+from mainstem.report_html import batch_thumbnails, render
 from mainstem.validation import VALIDATION_MODULES, BatchResult, validate_batch
 
 log = logging.getLogger(__name__)
@@ -39,8 +42,10 @@ log = logging.getLogger(__name__)
 STATE = "_state.json"
 IMAGES = "images"
 REPORT = "report.json"
+REPORT_HTML = "report.html"
 ACCEPTED = "accepted.parquet"
 REJECTED = "rejected.parquet"
+_MAX_IMAGE_READ = 64 << 20  # more than any image worth a thumbnail; a longer read is cut off
 
 
 def read_state(validated_dir: Path) -> dict[str, Any]:
@@ -64,20 +69,47 @@ def read_report(validated_dir: Path, batch_id: str) -> dict[str, Any] | None:
     return report if isinstance(report, dict) else None
 
 
-def write_result(validated_dir: Path, result: BatchResult, contract: Contract) -> dict[str, Any]:
-    """Store one batch's outputs; images first, so no published row points at a missing image."""
+def write_result(
+    validated_dir: Path,
+    result: BatchResult,
+    contract: Contract,
+    raw: RawBatch | None = None,
+    earlier: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Store one batch's outputs; images first, so no published row points at a missing image.
+
+    `raw` lets the HTML report show rejected images; `earlier` are the reports of the batches
+    before this one, for its place in the history.
+    """
     accepted = parquet_bytes(to_arrow(result.accepted, arrow_schema(contract)))
     rejected = parquet_bytes(to_arrow(result.rejected, text_schema(list(result.rejected.columns))))
     report = result.report()
     report["accepted_sha256"] = hashlib.sha256(accepted).hexdigest()
+    page = render(report, batch_thumbnails(result, contract, _reader(raw)), earlier or [])
     with storage_errors(f"could not store validated batch {result.batch_id}"):
         _store_images(validated_dir / IMAGES, result.canonical)
         staged = fresh_dir(staging_path(validated_dir, result.batch_id))
         (staged / ACCEPTED).write_bytes(accepted)
         (staged / REJECTED).write_bytes(rejected)
         write_json(staged / REPORT, report)
+        (staged / REPORT_HTML).write_bytes(page)
         publish_dir(staged, validated_dir / result.batch_id)
     return report
+
+
+def _reader(raw: RawBatch | None) -> Callable[[str], bytes | None]:
+    """Reads a delivered file of `raw` for the report, up to a size no image may exceed."""
+
+    def read(path: str) -> bytes | None:
+        if raw is None:
+            return None
+        try:
+            with open(raw.file_path(path), "rb") as handle:
+                return handle.read(_MAX_IMAGE_READ)
+        except OSError:
+            return None
+
+    return read
 
 
 def _store_images(images_dir: Path, canonical: dict[str, bytes]) -> None:
@@ -134,12 +166,12 @@ def refresh(
     """
     state = {"contract": contract.ref, "fingerprint": fingerprint}
     rebuild = read_state(validated_dir) != state
-    reports = []
+    reports: list[dict[str, Any]] = []
     for raw in raw_batches:
         report = None if rebuild else read_report(validated_dir, raw.batch_id)
         if report is None:
             result = validate_batch(raw, contract, workers)
-            report = write_result(validated_dir, result, contract)
+            report = write_result(validated_dir, result, contract, raw, reports)
             log.info(
                 "batch %s: %s, %d of %d rows accepted",
                 raw.batch_id,

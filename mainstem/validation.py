@@ -34,6 +34,7 @@ VALIDATION_MODULES = [
     "mainstem.links",
     "mainstem.images",
     "mainstem.contract",
+    "mainstem.report_html",
 ]
 
 
