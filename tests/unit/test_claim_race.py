@@ -42,18 +42,24 @@ def _deliver(params: IngestParams, source: Path) -> None:
     submit([source], params.incoming_dir, "race")
 
 
-def _claimant(params: IngestParams, run_id: str, start: Barrier, out: Connection) -> None:
+def _claimant(
+    params: IngestParams, run_id: str, start: Barrier, done: Barrier, out: Connection
+) -> None:
     start.wait()
     result = claim_batch(params, run_id, time.time())
     out.send((run_id, type(result).__name__, getattr(result, "recovered_from", None) is not None))
+    # Stay alive until every claimant has tried: a winner that exited would be a dead holder,
+    # whose lock a slower claimant rightly recovers.
+    done.wait()
 
 
 def _race(params: IngestParams) -> list[tuple[str, str, bool]]:
     """Start CLAIMANTS processes that call claim_batch at the same moment; what each got."""
     start = FORK.Barrier(CLAIMANTS)
+    done = FORK.Barrier(CLAIMANTS)
     pipes = [FORK.Pipe(duplex=False) for _ in range(CLAIMANTS)]
     workers = [
-        FORK.Process(target=_claimant, args=(params, f"run-{i}", start, send))
+        FORK.Process(target=_claimant, args=(params, f"run-{i}", start, done, send))
         for i, (_recv, send) in enumerate(pipes)
     ]
     for worker in workers:
@@ -102,7 +108,7 @@ def test_racing_recoveries_of_a_dead_holders_lock_exactly_one_wins(
     assert holder is not None and holder.run_id == winners[0][0]
 
 
-def _slow_rescuer(params: IngestParams, paused: Connection, out: Connection) -> None:
+def _slow_rescuer(params: IngestParams, paused: Connection, done: Barrier, out: Connection) -> None:
     """A claimant that stops for a second between judging the lock stale and taking it."""
 
     def pause_before_taking_over(label: str) -> None:
@@ -113,10 +119,12 @@ def _slow_rescuer(params: IngestParams, paused: Connection, out: Connection) -> 
     crashpoints.reach = pause_before_taking_over  # type: ignore[assignment]
     result = claim_batch(params, "slow", time.time())
     out.send(type(result).__name__)
+    done.wait()
 
 
-def _quick_rescuer(params: IngestParams, out: Connection) -> None:
+def _quick_rescuer(params: IngestParams, done: Barrier, out: Connection) -> None:
     out.send(type(claim_batch(params, "quick", time.time())).__name__)
+    done.wait()
 
 
 def test_recovery_paused_after_its_staleness_check_cannot_take_a_fresh_lock(
@@ -133,10 +141,11 @@ def test_recovery_paused_after_its_staleness_check_cannot_take_a_fresh_lock(
     paused_recv, paused_send = FORK.Pipe(duplex=False)
     slow_recv, slow_send = FORK.Pipe(duplex=False)
     quick_recv, quick_send = FORK.Pipe(duplex=False)
-    slow = FORK.Process(target=_slow_rescuer, args=(params, paused_send, slow_send))
+    done = FORK.Barrier(2)
+    slow = FORK.Process(target=_slow_rescuer, args=(params, paused_send, done, slow_send))
     slow.start()
     assert paused_recv.poll(30), "the slow rescuer never reached its takeover"
-    quick = FORK.Process(target=_quick_rescuer, args=(params, quick_send))
+    quick = FORK.Process(target=_quick_rescuer, args=(params, done, quick_send))
     quick.start()
 
     outcomes = sorted([slow_recv.recv(), quick_recv.recv()])
