@@ -80,6 +80,7 @@ class Params:
     remote: RemoteParams
     train: TrainParams
     retrain_threshold_rows: int
+    retrain_training_timeout_seconds: int
 
 
 class _Section:
@@ -198,4 +199,5 @@ def load_params(root: Path | str = ".") -> Params:
             tracking_db=train.path("tracking_db"),
         ),
         retrain_threshold_rows=retrain.integer("threshold_rows"),
+        retrain_training_timeout_seconds=retrain.integer("training_timeout_seconds", minimum=1),
     )

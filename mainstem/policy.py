@@ -13,6 +13,7 @@ new rows >= threshold. No Airflow here; the DAG passes the Variables' values in.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -114,15 +115,22 @@ def compatible_filter(feature_version: str, split_version: str, model_version: s
     return " AND ".join([*clauses, "attributes.status = 'FINISHED'"])
 
 
-def _running_run(client: MlflowClient, experiment_id: str | None) -> str | None:
+def _running_run(
+    client: MlflowClient, experiment_id: str | None, started_after_ms: int | None
+) -> str | None:
+    """The newest RUNNING run, ignoring runs started before `started_after_ms`.
+
+    A training killed outright never marks its run finished; past the training timeout such a
+    run is taken for dead, so it cannot block retraining forever.
+    """
     if experiment_id is None:
         return None
+    query = "attributes.status = 'RUNNING'"
+    if started_after_ms is not None:
+        query += f" AND attributes.start_time > {started_after_ms}"
     with store_errors(client.tracking_uri):
         running = client.search_runs(
-            [experiment_id],
-            "attributes.status = 'RUNNING'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
+            [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
         )
     return running[0].info.run_id if running else None
 
@@ -165,8 +173,12 @@ def decide_retrain(
     rows_source: str = ROWS_VARIABLE,
     threshold_source: str = THRESHOLD_VARIABLE,
     training_in_flight: bool = False,
+    running_started_after_ms: int | None = None,
 ) -> RetrainDecision:
     """Compute the decision from the MLflow store and the given values.
+
+    A RUNNING run counts as a training in flight unless it started before
+    `running_started_after_ms` (None: every RUNNING run counts).
 
     Raises PolicyError for an unusable input and RegistryError when the store cannot be read:
     an unreachable store is never taken as "no retrain".
@@ -174,7 +186,7 @@ def decide_retrain(
     threshold, threshold_from = parse_threshold(threshold_raw, threshold_default, threshold_source)
     current = parse_count(current_master_rows, rows_source)
     experiment_id = find_experiment(client, experiment)
-    running = _running_run(client, experiment_id)
+    running = _running_run(client, experiment_id, running_started_after_ms)
     production = resolve_production(client, model_name, alias)
     filter_string = None
     compatible_id, trained_rows = None, None
@@ -260,6 +272,7 @@ def decide(
     training_in_flight: bool = False,
 ) -> RetrainDecision:
     """The decision for a workspace's params: its store, experiment, model name and alias."""
+    started_after = time.time() - params.retrain_training_timeout_seconds
     return decide_retrain(
         connect(tracking_uri(params)),
         experiment=experiment_name(params),
@@ -271,6 +284,7 @@ def decide(
         rows_source=rows_source,
         threshold_source=threshold_source,
         training_in_flight=training_in_flight,
+        running_started_after_ms=int(started_after * 1000),
     )
 
 

@@ -195,3 +195,13 @@ def test_decision_survives_json_and_explains_its_chain(
     assert decision.filter_string is not None and decision.filter_string in text
     assert "530 rows now (CURRENT_MASTER_ROWS) -> 430 new" in text
     assert "decision: RETRAIN - 430 new rows >= threshold 400" in text
+
+
+def test_a_running_run_older_than_the_training_timeout_does_not_block(
+    client: MlflowClient, experiment: str
+) -> None:
+    production(client, experiment, rows=100)
+    log_run(client, experiment, start=2_000, master_rows=None, status="RUNNING")
+    decision = decide(client, 10_000, running_started_after_ms=5_000)
+    assert decision.retrain and decision.basis == "growth"
+    assert decision.in_flight_run_id is None
