@@ -49,13 +49,19 @@ class TrainingOutcome:
 def build_request(
     decision: RetrainDecision, master_md5: str, rows: int, requested_by: str, requested_at: str
 ) -> TrainRequest:
-    """The request for a decision that says retrain, pinned to the master it was made for."""
+    """The request for a decision that says retrain, pinned to the master as it is now.
+
+    The master may have moved on since the decision (a batch merged while the training waited):
+    the request pins the current master, and the decision inside it still says what it counted.
+    """
     if not decision.retrain:
         raise MainstemError(f"the retrain decision says no ({decision.reason}); nothing to request")
     if decision.current_master_rows != rows:
-        raise MainstemError(
-            f"the decision counted {decision.current_master_rows} master rows "
-            f"({decision.rows_source}), the master now has {rows}; decide again"
+        log.info(
+            "the decision counted %s master rows (%s); training on the %d rows there are now",
+            decision.current_master_rows,
+            decision.rows_source,
+            rows,
         )
     return TrainRequest(
         requested_at=requested_at,
