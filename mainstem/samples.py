@@ -20,7 +20,7 @@ from PIL import Image
 
 COLUMNS = ["item_id", "supplier", "weight_g", "diameter_mm", "harvested_on", "image_file", "grade"]
 SUPPLIERS = ["north", "south", "east", "west"]
-_COLOURS = {"A": (70, 170, 60), "B": (200, 170, 40), "C": (140, 80, 40)}
+_RIPE, _UNRIPE = np.array([70.0, 170.0, 60.0]), np.array([150.0, 90.0, 40.0])
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,13 @@ class BatchSpec:
 
 def _grade(weight: float, diameter: float, ripeness: float) -> str:
     score = 0.004 * weight + 0.02 * diameter + 2.0 * ripeness
-    return "A" if score > 3.4 else "B" if score > 2.4 else "C"
+    return "A" if score > 5.1 else "B" if score > 4.0 else "C"
 
 
-def _image(grade: str, rng: np.random.Generator, size: int) -> Image.Image:
-    base = np.array(_COLOURS[grade], dtype=np.float64)
+def _image(ripeness: float, rng: np.random.Generator, size: int) -> Image.Image:
+    """A photo whose colour says how ripe the fruit is, under lighting that varies per photo."""
+    lighting = rng.normal(0.0, 22.0, size=3)
+    base = _UNRIPE + (_RIPE - _UNRIPE) * ripeness + lighting
     noise = rng.normal(0.0, 18.0, size=(size, size, 3))
     pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels, "RGB")
@@ -74,7 +76,7 @@ def make_batch(dest: Path, spec: BatchSpec) -> Path:
         harvested = str(np.datetime64("2021-01-01") + np.timedelta64(day, "D"))
         fmt = "PNG" if offset % 2 == 0 else "JPEG"
         image_name = f"images/{item_id}.{'png' if fmt == 'PNG' else 'jpg'}"
-        (dest / image_name).write_bytes(_encode(_image(grade, rng, spec.image_size), fmt))
+        (dest / image_name).write_bytes(_encode(_image(ripeness, rng, spec.image_size), fmt))
         records.append(
             {
                 "item_id": item_id,
@@ -84,6 +86,7 @@ def make_batch(dest: Path, spec: BatchSpec) -> Path:
                 "harvested_on": harvested,
                 "image_file": image_name,
                 "grade": grade,
+                "_ripeness": ripeness,
             }
         )
     _spoil_rows(records, spec)
@@ -136,7 +139,8 @@ def _loosen_rows(
         else:
             path = dest / str(record["image_file"])
             fmt = "PNG" if path.suffix == ".png" else "JPEG"
-            path.write_bytes(_encode(_image(str(record["grade"]), rng, 32), fmt))
+            ripeness = float(str(record["_ripeness"]))
+            path.write_bytes(_encode(_image(ripeness, rng, 32), fmt))
 
 
 def demo_batches() -> list[BatchSpec]:
