@@ -20,6 +20,7 @@ from mainstem.commands import dvc
 from mainstem.dropfolder import Idle, Rejected, claim_batch
 from mainstem.errors import LockError, MainstemError
 from mainstem.params import Params, load_params
+from mainstem.preflight import preflight
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def hold_lock(params: Params, owner_id: str) -> lock.LockOwner:
 def claim(root: Path, owner_id: str) -> dict[str, Any] | None:
     """Claim the waiting batch (or resume/recover one); None when there is nothing to do."""
     params = load_params(root)
+    preflight(params)
     result = claim_batch(params.ingest, owner_id, time.time())
     if isinstance(result, Idle):
         log.info("nothing to process: %s", result.reason)
@@ -60,14 +62,18 @@ def claim(root: Path, owner_id: str) -> dict[str, Any] | None:
 
 def run_dvc(root: Path, owner_id: str, args: list[str]) -> str:
     """Run one dvc command in the workspace while holding the batch lock; its output."""
-    hold_lock(load_params(root), owner_id)
-    crashpoints.reach(f"dvc {args[0]}")
-    completed = dvc(args, root)
-    log.info("dvc %s:\n%s", " ".join(args), completed.stdout.strip())
-    return completed.stdout
+    params = load_params(root)
+    hold_lock(params, owner_id)
+    output = batchflow.run_dvc(root, args, batchflow.claimed_batch_id(params))
+    log.info("dvc %s:\n%s", " ".join(args), output.strip())
+    return output
 
 
 def repro(root: Path, owner_id: str) -> str:
+    """`dvc repro merge`, after clearing what a killed run may have left half-built."""
+    params = load_params(root)
+    hold_lock(params, owner_id)
+    batchflow.clear_leftovers(params)
     return run_dvc(root, owner_id, batchflow.repro_args())
 
 
@@ -110,3 +116,65 @@ def release(root: Path, owner_id: str) -> dict[str, Any]:
             + "; ".join(report["reasons"])
         )
     return figures
+
+
+def decide_retrain(
+    root: Path, rows_raw: str | None, threshold_raw: str | None, training_in_flight: bool
+) -> dict[str, Any]:
+    """The retrain decision from the Variables' raw values; logged line by line, as JSON."""
+    from mainstem.policy import decide, explain
+
+    decision = decide(
+        load_params(root), rows_raw, threshold_raw, training_in_flight=training_in_flight
+    )
+    for line in explain(decision):
+        log.info("%s", line)
+    log.info("decision: %s (%s)", "RETRAIN" if decision.retrain else "no retrain", decision.reason)
+    return decision.to_json()
+
+
+def train(root: Path, decision_json: dict[str, Any], requested_by: str) -> dict[str, Any]:
+    """Write the train request for the decision (the run's conf) and run `dvc repro train`.
+
+    Both happen in one task, so the request is pinned to the master that is then trained on:
+    no batch can be merged in between while the task holds the workspace pool slot.
+    """
+    from mainstem.policy import RetrainDecision
+    from mainstem.retrain import request_training, training_outcome
+
+    if not decision_json:
+        raise MainstemError(
+            "train_pipeline_dag needs the retrain decision as conf {'decision': {...}}; "
+            "trigger it from retrain_policy_dag or pass one"
+        )
+    params = load_params(root)
+    request = request_training(params, RetrainDecision.from_json(decision_json), requested_by)
+    log.info("train request: %s rows, master %s", request.master_rows, request.master_md5)
+    completed = dvc(["repro", "train"], root)
+    log.info("dvc repro train:\n%s", completed.stdout.strip())
+    outcome = training_outcome(params)
+    log.info(
+        "model version %s (%s=%.4f); production alias at version %s",
+        outcome.model_version,
+        outcome.eval_metric,
+        outcome.score,
+        outcome.production_version,
+    )
+    return {
+        "run_id": outcome.run_id,
+        "model_version": outcome.model_version,
+        "promoted": outcome.promoted,
+        "production_version": outcome.production_version,
+        "master_rows": outcome.master_rows,
+    }
+
+
+def push_training(root: Path) -> None:
+    if batchflow.remote_configured(root):
+        dvc(["push"], root)
+
+
+def record_training(root: Path) -> dict[str, Any]:
+    from mainstem.retrain import commit_training
+
+    return {"commit": commit_training(load_params(root))}

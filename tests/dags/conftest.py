@@ -25,3 +25,36 @@ def dagbag(airflow_db: None, workspace: Path, monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setenv("MAINSTEM_WORKSPACE", str(workspace))
     yield DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def take_queued(dag_id: str) -> list[dict[str, Any]]:
+    """The conf of every queued run of `dag_id`, removing those runs.
+
+    Under `dag.test()` a TriggerDagRunOperator only queues the run; the test runs the target DAG
+    itself with that conf, and removes the queued run so it is not counted as in flight later.
+    """
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id).all()
+        queued = [run for run in runs if str(run.state) == "queued"]
+        confs = [dict(run.conf or {}) for run in queued]
+        for run in queued:
+            session.delete(run)
+    return confs
+
+
+def variable(name: str) -> str | None:
+    from airflow.models.variable import Variable
+
+    return Variable.get(name, default_var=None)
+
+
+def set_variable(name: str, value: str | None) -> None:
+    from airflow.models.variable import Variable
+
+    if value is None:
+        Variable.delete(name)
+    else:
+        Variable.set(name, value)

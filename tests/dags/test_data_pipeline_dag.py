@@ -16,25 +16,11 @@ from mainstem.commands import dvc, git
 from mainstem.params import load_params
 from mainstem.samples import BatchSpec
 from tests.conftest import Deliver
+from tests.dags.conftest import take_queued, variable
 
 
 def _states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
-def _queued_conf(dag_id: str) -> list[dict[str, Any]]:
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id).all()
-        return [dict(run.conf or {}) for run in runs if str(run.state) == "queued"]
-
-
-def _variable(name: str) -> str | None:
-    from airflow.models.variable import Variable
-
-    return Variable.get(name, default_var=None)
 
 
 def test_dag_structure(dagbag: Any) -> None:
@@ -60,11 +46,11 @@ def test_good_batch_grows_master_and_publishes_rows(
     master = pd.read_parquet(params.merge.master_dir)
     metric = json.loads(params.merge.metrics_file.read_text())["master_rows"]
     assert len(master) == metric == 28
-    assert _variable("CURRENT_MASTER_ROWS") == str(metric)
+    assert variable("CURRENT_MASTER_ROWS") == str(metric)
     assert not (params.ingest.incoming_dir / "_PROCESSING").exists()
     assert "up to date" in dvc(["status"], workspace).stdout
     assert "batch-001" in git(["log", "-1", "--format=%s"], workspace).stdout
-    assert _queued_conf("retrain_policy_dag")
+    assert take_queued("retrain_policy_dag") == [{}]
 
 
 def test_rejected_batch_is_quarantined_and_the_next_one_goes_through(
@@ -94,10 +80,10 @@ def test_stale_lock_of_a_dead_owner_is_recovered(
 ) -> None:
     params = load_params(workspace)
     deliver(BatchSpec(1, first_id=1, rows=12))
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
-    pid = int(dead.stdout)
+    exited = [sys.executable, "-c", "import os; print(os.getpid())"]
+    pid = int(subprocess.run(exited, capture_output=True, check=True).stdout)
     long_ago = time.time() - 3600
-    owner = lock.LockOwner("data_pipeline_dag/crashed", "localhost-gone", pid, 0.0, long_ago, long_ago)
+    owner = lock.LockOwner("data_pipeline_dag/crashed", "gone-host", pid, 0.0, long_ago, long_ago)
     assert lock.acquire(params.ingest.incoming_dir, owner)
 
     run = dagbag.dags["data_pipeline_dag"].test()

@@ -1,0 +1,75 @@
+"""retrain_policy_dag: wiring only; the decision is mainstem.policy, called via dag_steps."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Variable, dag, task
+
+WORKSPACE = Path(os.environ.get("MAINSTEM_WORKSPACE") or Path(__file__).resolve().parents[1])
+
+
+@dag(
+    dag_id="retrain_policy_dag",
+    schedule=None,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=30)},
+    tags=["mainstem"],
+)
+def retrain_policy_dag() -> None:
+    """
+    ### Decide whether the production model must be retrained
+
+    Triggered by `data_pipeline_dag` after each batch (not scheduled). It resolves the production
+    model in MLflow (registered name, alias, version, run, and that run's feature, split and model
+    versions), finds the last FINISHED run with the same three versions, and compares its
+    `master_rows` metric with `CURRENT_MASTER_ROWS`. When
+    `new_rows >= RETRAIN_THRESHOLD_ROWS` it triggers `train_pipeline_dag` with the decision as
+    `conf`; otherwise it stops. The reason is in the `decide` task's log and return value.
+
+    * **Variables read:** `CURRENT_MASTER_ROWS` (set by `data_pipeline_dag`),
+      `RETRAIN_THRESHOLD_ROWS` (optional; defaults to `retrain.threshold_rows` in params.yaml).
+    * **No production model yet:** bootstrap, train once the master reaches the threshold.
+    * **A training already queued or running:** no second one is triggered.
+    * **On failure** (MLflow unreachable, a non-integer threshold, a production run without
+      `master_rows`) the task fails and retries; it never silently answers "no".
+    """
+
+    @task
+    def decide() -> dict[str, Any]:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        from mainstem import dag_steps
+
+        in_flight = RuntimeTaskInstance.get_dr_count(
+            dag_id="train_pipeline_dag", states=["queued", "running"]
+        )
+        return dag_steps.decide_retrain(
+            WORKSPACE,
+            Variable.get("CURRENT_MASTER_ROWS", default=None),
+            Variable.get("RETRAIN_THRESHOLD_ROWS", default=None),
+            training_in_flight=in_flight > 0,
+        )
+
+    @task.short_circuit
+    def should_retrain(decision: dict[str, Any]) -> bool:
+        return bool(decision["retrain"])
+
+    decision = decide()
+    trigger_training = TriggerDagRunOperator(
+        task_id="trigger_training",
+        trigger_dag_id="train_pipeline_dag",
+        trigger_run_id="after__{{ run_id }}",
+        conf={"decision": decision},
+        skip_when_already_exists=True,
+    )
+    should_retrain(decision) >> trigger_training
+
+
+retrain_policy_dag()

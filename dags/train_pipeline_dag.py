@@ -1,0 +1,66 @@
+"""train_pipeline_dag: wiring only; the training is the DVC stage `train`."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import dag, get_current_context, task
+
+WORKSPACE = Path(os.environ.get("MAINSTEM_WORKSPACE") or Path(__file__).resolve().parents[1])
+WORKSPACE_POOL = "mainstem_workspace"
+
+
+@dag(
+    dag_id="train_pipeline_dag",
+    schedule=None,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    tags=["mainstem"],
+)
+def train_pipeline_dag() -> None:
+    """
+    ### Train, register and maybe promote a model on the current master
+
+    Triggered by `retrain_policy_dag` with `conf = {"decision": {...}}`. **train** writes the
+    train request (the decision, the master's DVC hash and row count) and runs
+    **`dvc repro train`**: it trains, logs one MLflow run, registers a version, and moves the
+    production alias only if the new version is at least as good. Then **`dvc push`**, and one
+    lineage commit.
+
+    * **One training at a time:** `max_active_runs=1`, and every step holds the
+      `mainstem_workspace` pool slot shared with `data_pipeline_dag`.
+    * **Variables:** none read or written.
+    * **On failure** the request stays in the workspace; a retry re-runs the stage, which logs a
+      new MLflow run. The production alias only moves after a successful registration.
+    """
+
+    @task(pool=WORKSPACE_POOL)
+    def train() -> dict[str, Any]:
+        from mainstem import dag_steps
+
+        context = get_current_context()
+        conf = context["dag_run"].conf or {}
+        requested_by = f"{context['dag'].dag_id}/{context['run_id']}"
+        return dag_steps.train(WORKSPACE, conf.get("decision") or {}, requested_by)
+
+    @task(pool=WORKSPACE_POOL)
+    def push() -> None:
+        from mainstem import dag_steps
+
+        dag_steps.push_training(WORKSPACE)
+
+    @task(pool=WORKSPACE_POOL)
+    def record_lineage() -> dict[str, Any]:
+        from mainstem import dag_steps
+
+        return dag_steps.record_training(WORKSPACE)
+
+    train() >> push() >> record_lineage()
+
+
+train_pipeline_dag()
