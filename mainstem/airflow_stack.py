@@ -17,15 +17,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mainstem.commands import tool_env
 from mainstem.errors import MainstemError
 
 WORKSPACE_POOL = "mainstem_workspace"
 FINISHED = frozenset({"success", "failed"})
+DATA_DAG, POLICY_DAG, TRAIN_DAG = "data_pipeline_dag", "retrain_policy_dag", "train_pipeline_dag"
 
 
 def free_port() -> int:
@@ -186,7 +188,7 @@ class AirflowStack:
 
     def wait_for_run(self, dag_id: str, run_id: str | None = None, timeout: float = 300.0) -> Any:
         """The finished run `run_id` of `dag_id` (or its first run when None)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, 1.0)
         while time.monotonic() < deadline:
             for run in self.runs(dag_id):
                 if (run_id is None or run["dag_run_id"] == run_id) and run["state"] in FINISHED:
@@ -195,5 +197,68 @@ class AirflowStack:
         raise MainstemError(f"{dag_id} run {run_id or '(any)'} did not finish in {timeout:.0f} s")
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
         return {t["task_id"]: t["state"] for t in self.api("GET", path)["task_instances"]}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """A task's return value, or None when it returned nothing (or did not run)."""
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+            "/xcomEntries/return_value"
+        )
+        try:
+            return self.api("GET", path)["value"]
+        except MainstemError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+
+    def set_variable(self, key: str, value: str) -> None:
+        try:
+            self.api("PATCH", f"/api/v2/variables/{key}", {"key": key, "value": value})
+        except MainstemError:
+            self.api("POST", "/api/v2/variables", {"key": key, "value": value})
+
+    def follow_batch(self, name: str, timeout: float = 600.0) -> BatchRuns:
+        """Trigger data_pipeline_dag and follow the runs that handle the batch named `name`.
+
+        A scheduled run may claim the batch before the triggered one; whichever run's `claim`
+        returned this name is the batch's run. Its policy run and training run are found by the
+        run ids the DAGs give the runs they trigger (`after__<run id>`).
+        """
+        deadline = time.monotonic() + timeout
+        triggered = self.trigger(DATA_DAG)
+        self.wait_for_run(DATA_DAG, triggered, timeout)
+        # A delivery refused at the drop folder leaves no claim: the triggered run is its run.
+        data_run = self._run_that_claimed(name) or self.wait_for_run(DATA_DAG, triggered)
+        runs = BatchRuns(data_run, self.xcom(DATA_DAG, data_run["dag_run_id"], "claim"))
+        if data_run["state"] != "success":
+            return runs
+        policy_id = f"after__{data_run['dag_run_id']}"
+        policy_run = self.wait_for_run(POLICY_DAG, policy_id, deadline - time.monotonic())
+        decision = self.xcom(POLICY_DAG, policy_id, "decide")
+        runs = replace(runs, policy_run=policy_run, decision=decision)
+        if not (decision and decision.get("retrain")):
+            return runs
+        train_id = f"after__{policy_id}"
+        train_run = self.wait_for_run(TRAIN_DAG, train_id, deadline - time.monotonic())
+        return replace(runs, train_run=train_run, trained=self.xcom(TRAIN_DAG, train_id, "train"))
+
+    def _run_that_claimed(self, name: str) -> dict[str, Any] | None:
+        for run in sorted(self.runs(DATA_DAG), key=lambda r: r["run_after"], reverse=True):
+            claim = self.xcom(DATA_DAG, run["dag_run_id"], "claim")
+            if isinstance(claim, dict) and claim.get("name") == name:
+                return self.wait_for_run(DATA_DAG, run["dag_run_id"])
+        return None
+
+
+@dataclass(frozen=True)
+class BatchRuns:
+    """The DAG runs that handled one batch, and what their key tasks returned."""
+
+    data_run: dict[str, Any]
+    claim: dict[str, Any] | None
+    policy_run: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    train_run: dict[str, Any] | None = None
+    trained: dict[str, Any] | None = None

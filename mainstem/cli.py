@@ -20,7 +20,7 @@ from mainstem.console import run_entry
 def _demo(args: argparse.Namespace) -> None:
     from mainstem.demo import default_base, run_demo
 
-    run_demo(Path(args.base) if args.base else default_base(), sys.stdout)
+    run_demo(Path(args.base) if args.base else default_base(), sys.stdout, direct=args.direct)
 
 
 def _init(args: argparse.Namespace) -> None:
@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = verbs.add_parser("demo", help="run the whole flow on sample data in .demo/")
     demo.add_argument("--base", help="folder for the demo workspace (default: .demo/)")
+    demo.add_argument(
+        "--direct",
+        action="store_true",
+        help="run each batch with `dvc repro` in this process instead of through Airflow",
+    )
     demo.set_defaults(func=_demo)
 
     init = verbs.add_parser("init", help="create a pipeline workspace (git + DVC) at PATH")

@@ -122,14 +122,15 @@ def decide_retrain(
     root: Path, rows_raw: str | None, threshold_raw: str | None, training_in_flight: bool
 ) -> dict[str, Any]:
     """The retrain decision from the Variables' raw values; logged line by line, as JSON."""
+    from mainstem.decisions import record_decision
     from mainstem.policy import decide, explain
 
-    decision = decide(
-        load_params(root), rows_raw, threshold_raw, training_in_flight=training_in_flight
-    )
+    params = load_params(root)
+    decision = decide(params, rows_raw, threshold_raw, training_in_flight=training_in_flight)
     for line in explain(decision):
         log.info("%s", line)
     log.info("decision: %s (%s)", "RETRAIN" if decision.retrain else "no retrain", decision.reason)
+    record_decision(params, decision.to_json(), "retrain_policy_dag")
     return decision.to_json()
 
 
@@ -166,6 +167,8 @@ def train(root: Path, decision_json: dict[str, Any], requested_by: str) -> dict[
         "promoted": outcome.promoted,
         "production_version": outcome.production_version,
         "master_rows": outcome.master_rows,
+        "eval_metric": outcome.eval_metric,
+        "score": outcome.score,
     }
 
 

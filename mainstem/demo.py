@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
+from mainstem.airflow_stack import AirflowStack, BatchRuns, free_port
 from mainstem.batchflow import BatchRun, process_next_batch
 from mainstem.commands import git
 from mainstem.dropfolder import Idle, Rejected
+from mainstem.durable import read_json
 from mainstem.params import load_params
 from mainstem.policy import RetrainDecision, explain
 from mainstem.retrain import TrainingOutcome, train_from_decision, workspace_decision
 from mainstem.samples import BatchSpec, demo_batches, make_batch, second_pass_batches
 from mainstem.submit import submit
+from mainstem.validated_store import read_report
 from mainstem.workspace import create_workspace, source_root
 
 
@@ -56,10 +60,16 @@ def describe(label: str, run: BatchRun) -> list[str]:
     if isinstance(claim, Rejected):
         lines = [f"{label} ({claim.batch_id}): REJECTED at the drop folder"]
         return lines + [f"    - {reason}" for reason in claim.reasons]
-    report = run.report or {}
+    return describe_report(label, claim.batch_id, run.report or {}, run.master_rows)
+
+
+def describe_report(
+    label: str, batch_id: str, report: dict[str, Any], master_rows: int | None
+) -> list[str]:
+    """A batch's figures from its validation report, and the master's size after it."""
     status = "REJECTED by the contract" if report["status"] == "rejected" else "accepted"
     lines = [
-        f"{label} ({claim.batch_id}): {status}",
+        f"{label} ({batch_id}): {status}",
         f"  rows:   {report['rows_in']} in, {report['rows_accepted']} accepted, "
         f"{report['rows_rejected']} rejected",
     ]
@@ -67,7 +77,7 @@ def describe(label: str, run: BatchRun) -> list[str]:
     lines.append(
         f"  images: {report['images_accepted']} accepted, {report['images_rejected']} rejected"
     )
-    lines.append(f"  master: {run.master_rows} rows")
+    lines.append(f"  master: {master_rows} rows")
     return lines
 
 
@@ -110,23 +120,102 @@ def policy_step(workspace: Path, out: TextIO, full: bool) -> RetrainDecision:
     return decision
 
 
-def run_demo(base: Path, out: TextIO) -> Path:
-    """Start over in `base`, process the sample batches, and print what happened."""
+def run_direct(workspace: Path, deliveries: Path, out: TextIO) -> None:
+    """Each batch through `dvc repro` in this process; the policy, and training, after them."""
+    print("\n== processing sample batches with `dvc repro` ==", file=out, flush=True)
+    deliver_and_process(workspace, deliveries, demo_batches(), out)
+    print("\n== retrain policy: the decision chain ==", file=out, flush=True)
+    policy_step(workspace, out, full=True)
+    print("\n== second pass: more batches, the policy after each ==", file=out, flush=True)
+    for spec in second_pass_batches():
+        deliver_and_process(workspace, deliveries, [spec], out)
+        policy_step(workspace, out, full=False)
+
+
+def describe_runs(label: str, workspace: Path, runs: BatchRuns) -> list[str]:
+    """One batch's account: its figures, then what each DAG run did."""
+    params = load_params(workspace)
+    state = runs.data_run["state"]
+    if runs.claim is None:
+        return [f"{label}: data_pipeline_dag {state}; the drop folder refused it (see the log)"]
+    batch_id = str(runs.claim["batch_id"])
+    report = read_report(params.validate.validated_dir, batch_id) or {}
+    rows = read_json(params.merge.metrics_file)["master_rows"]
+    lines = describe_report(label, batch_id, report, rows) if report else [f"{label}: {state}"]
+    lines.append(f"  data_pipeline_dag: {state}")
+    if runs.decision is not None:
+        verdict = "RETRAIN" if runs.decision["retrain"] else "no retrain"
+        lines.append(f"  retrain_policy_dag: {verdict} - {runs.decision['reason']}")
+    if runs.train_run is not None:
+        trained = runs.trained or {}
+        alias = params.train.production_alias
+        if runs.train_run["state"] != "success" or not trained:
+            lines.append(f"  train_pipeline_dag: {runs.train_run['state']}")
+        else:
+            where = (
+                "moved to it"
+                if trained["promoted"]
+                else f"stays at version {trained['production_version']}"
+            )
+            lines.append(
+                f"  train_pipeline_dag: version {trained['model_version']} "
+                f"({trained['eval_metric']}={trained['score']:.3f}) on {trained['master_rows']} "
+                f"rows; '{alias}' {where}"
+            )
+    return lines
+
+
+def run_with_airflow(workspace: Path, base: Path, out: TextIO) -> None:
+    """Each batch delivered, then followed through the three DAGs on a real scheduler."""
+    stack = AirflowStack(workspace, base / "airflow", port=free_port())
+    print(f"\n== starting Airflow at {stack.url} (SQLite, LocalExecutor) ==", file=out, flush=True)
+    started = time.monotonic()
+    stack.start()
+    try:
+        stack.wait_for_run("data_pipeline_dag", timeout=180)  # the first scheduled run
+        print(f"ready in {time.monotonic() - started:.0f} s", file=out, flush=True)
+        incoming = load_params(workspace).ingest.incoming_dir
+        last: dict[str, Any] | None = None
+        passes = [("first pass", demo_batches()), ("second pass", second_pass_batches())]
+        for title, specs in passes:
+            print(
+                f"\n== {title}: data_pipeline_dag -> retrain_policy_dag -> train_pipeline_dag ==",
+                file=out,
+                flush=True,
+            )
+            for spec in specs:
+                submit([make_batch(base / "deliveries" / spec.name, spec)], incoming, spec.name)
+                runs = stack.follow_batch(spec.name)
+                last = runs.decision or last
+                print("\n".join(describe_runs(spec.name, workspace, runs)), file=out, flush=True)
+        if last is not None:
+            print("\n== the last retrain decision, step by step ==", file=out)
+            print(
+                "\n".join(f"  {line}" for line in explain(RetrainDecision.from_json(last))),
+                file=out,
+            )
+    finally:
+        stack.stop()
+        print("\nAirflow stopped.", file=out, flush=True)
+
+
+def run_demo(base: Path, out: TextIO, direct: bool = False) -> Path:
+    """Start over in `base`, process the sample batches, and print what happened.
+
+    By default the batches go through the real Airflow scheduler; `direct` runs the same steps
+    in this process instead, for a quick look.
+    """
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
     print(f"workspace: {base / 'workspace'} (DVC remote: {base / 'remote'})", file=out)
     workspace = create_workspace(base / "workspace")
-    print("\n== processing sample batches with `dvc repro` ==", file=out, flush=True)
-    deliver_and_process(workspace, base / "deliveries", demo_batches(), out)
     # MLflow logs each store migration at INFO; the demo's reader wants the decision, not those.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    print("\n== retrain policy: the decision chain ==", file=out, flush=True)
-    policy_step(workspace, out, full=True)
-    print("\n== second pass: more batches, the policy after each ==", file=out, flush=True)
-    for spec in second_pass_batches():
-        deliver_and_process(workspace, base / "deliveries", [spec], out)
-        policy_step(workspace, out, full=False)
+    if direct:
+        run_direct(workspace, base / "deliveries", out)
+    else:
+        run_with_airflow(workspace, base, out)
     log = git(["log", "--format=%h %s"], workspace).stdout
     print("\n== lineage: git log in the workspace ==", file=out)
     print(log.rstrip(), file=out)

@@ -1,0 +1,64 @@
+"""One batch through data_pipeline_dag → retrain_policy_dag → train_pipeline_dag on a real
+scheduler: api-server, scheduler and dag-processor as subprocesses on 127.0.0.1 (SQLite,
+LocalExecutor), a real DVC remote and a real MLflow store in the workspace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from mainstem.airflow_stack import AirflowStack, free_port
+from mainstem.commands import git
+from mainstem.params import load_params
+from mainstem.registry import connect, resolve_production, tracking_uri
+from mainstem.samples import BatchSpec
+from tests.conftest import Deliver
+
+
+@pytest.fixture
+def stack(workspace: Path, tmp_path: Path) -> Iterator[AirflowStack]:
+    stack = AirflowStack(workspace, tmp_path / "airflow", port=free_port())
+    stack.start()
+    pids = [proc.pid for proc in stack.processes.values()]
+    try:
+        yield stack
+    finally:
+        stack.stop()
+    assert not [pid for pid in pids if psutil.pid_exists(pid)], "an Airflow process survived stop()"
+
+
+@pytest.mark.e2e
+def test_a_batch_flows_through_all_three_dags(
+    stack: AirflowStack, workspace: Path, deliver: Deliver
+) -> None:
+    stack.set_variable("RETRAIN_THRESHOLD_ROWS", "20")
+    stack.wait_for_run("data_pipeline_dag", timeout=180)  # the first scheduled run, on nothing
+    deliver(BatchSpec(1, first_id=1, rows=40, bad_rows=2))
+
+    runs = stack.follow_batch("batch-001", timeout=480)
+
+    assert runs.data_run["state"] == "success"
+    assert runs.policy_run is not None and runs.policy_run["state"] == "success"
+    assert runs.decision is not None and runs.decision["basis"] == "bootstrap"
+    assert runs.train_run is not None and runs.train_run["state"] == "success"
+
+    params = load_params(workspace)
+    master = pd.read_parquet(params.merge.master_dir)
+    metrics = json.loads(params.merge.metrics_file.read_text())
+    variable = stack.api("GET", "/api/v2/variables/CURRENT_MASTER_ROWS")["value"]
+    assert len(master) == metrics["master_rows"] == int(variable) == 38
+
+    client = connect(tracking_uri(params))
+    production = resolve_production(client, params.train.model_name, params.train.production_alias)
+    assert production is not None and runs.trained is not None
+    assert production.version == runs.trained["model_version"] == "1"
+    assert client.get_run(production.run_id).data.metrics["master_rows"] == 38
+
+    subjects = git(["log", "--format=%s"], workspace).stdout.splitlines()
+    assert subjects[0].startswith("train: produce-grade version 1")
+    assert subjects[1].startswith(f"batch {runs.claim['batch_id']} (batch-001): accepted")
