@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo test lint format bench lock clean
+.PHONY: install demo test lint format bench lock clean airflow
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(VENV)/.installed
 
 demo: install  ## run the whole flow on sample data in .demo/
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem demo
+
+airflow: install  ## Airflow UI on 127.0.0.1:8080 for the demo workspace; Ctrl-C stops it
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.airflow_stack --workspace .demo/workspace
 
 test: install  ## the whole test suite, real servers included
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest

@@ -262,3 +262,49 @@ class BatchRuns:
     decision: dict[str, Any] | None = None
     train_run: dict[str, Any] | None = None
     trained: dict[str, Any] | None = None
+
+
+def serve(workspace: Path, home: Path, port: int) -> None:
+    """Run Airflow for `workspace` until Ctrl-C (or SIGTERM), then stop every component."""
+    stack = AirflowStack(workspace, home, port=port)
+    print(f"starting Airflow for {workspace} (state in {home}) ...", flush=True)
+    stopping = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        stack.start()
+        print(
+            f"Airflow UI: {stack.url}  (log in as admin / {stack.password()})\n"
+            "DAGs are unpaused; drop a batch with `mainstem submit --workspace "
+            f"{workspace} PATH...`. Ctrl-C stops Airflow.",
+            flush=True,
+        )
+        while not stopping and all(p.poll() is None for p in stack.processes.values()):
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping Airflow ...", flush=True)
+        stack.stop()
+        print("Airflow stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from mainstem.workspace import create_workspace, source_root
+
+    parser = argparse.ArgumentParser(description="Run a local Airflow for a pipeline workspace.")
+    parser.add_argument("--workspace", default=str(source_root() / ".demo" / "workspace"))
+    parser.add_argument("--home", help="Airflow state folder (default: <workspace>/../airflow)")
+    parser.add_argument("--port", type=int, default=8080)
+    options = parser.parse_args()
+    root = Path(options.workspace).resolve()
+    if not (root / "dvc.yaml").exists():
+        print(f"no workspace at {root}; creating one", flush=True)
+        create_workspace(root)
+    serve(root, Path(options.home or root.parent / "airflow").resolve(), options.port)
