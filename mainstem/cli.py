@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import sys
+import time
+import webbrowser
 from pathlib import Path
 
 from mainstem.console import run_entry
@@ -102,6 +104,48 @@ def _retrain_explain(args: argparse.Namespace) -> None:
         print("\n".join(f"  {line}" for line in explain(decision)))
 
 
+def _status(args: argparse.Namespace) -> None:
+    from mainstem.params import load_params
+    from mainstem.status import ROWS_VARIABLE, THRESHOLD_VARIABLE, describe, workspace_status
+
+    params = load_params(args.workspace)
+    variables = None if args.no_airflow else _airflow_variables((THRESHOLD_VARIABLE, ROWS_VARIABLE))
+    status = workspace_status(params, time.time(), variables)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print("\n".join(describe(status)))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from mainstem.params import load_params
+    from mainstem.status import can_open_browser, find_report
+
+    page = find_report(load_params(args.workspace), args.batch)
+    if args.open:
+        if can_open_browser() and webbrowser.open(page.as_uri()):
+            print(f"opened {page}")
+            return
+        print("mainstem: no display to open a browser on; the report is at:", file=sys.stderr)
+    print(page)
+
+
+def _stack_up(args: argparse.Namespace) -> None:
+    from mainstem.stack import StackPorts, describe_stack, stack_up
+
+    ports = StackPorts(args.postgres_port, args.mlflow_port, args.airflow_port)
+    print("starting PostgreSQL, the MLflow server and Airflow (a minute or so)...", flush=True)
+    state = stack_up(Path(args.state), Path(args.workspace), ports)
+    print("\n".join(describe_stack(state)))
+
+
+def _stack_down(args: argparse.Namespace) -> None:
+    from mainstem.stack import stack_down
+
+    stopped = stack_down(Path(args.state))
+    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mainstem",
@@ -162,6 +206,65 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--no-airflow", action="store_true", help="ignore Airflow Variables")
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(func=_retrain_explain)
+
+    status = verbs.add_parser(
+        "status",
+        help="the drop folder, the lock, the last batches, master rows and the retrain policy",
+        description="Show what waits in the drop folder and who holds its lock since when, the "
+        "last batches and their outcome, master_rows from DVC metrics, RETRAIN_THRESHOLD_ROWS "
+        "(the Airflow Variable when Airflow is configured, else params.yaml) and the policy's "
+        "last decision. Reads only; changes nothing.",
+    )
+    status.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--no-airflow", action="store_true", help="ignore Airflow Variables")
+    status.set_defaults(func=_status)
+
+    report = verbs.add_parser(
+        "report",
+        help="print the path of a batch's HTML report, or open it with --open",
+        description="Find the HTML report validate wrote for BATCH (its id, the first "
+        "characters of its id, or its delivered name) and print its path.",
+    )
+    report.add_argument("batch", help="batch id, a prefix of it, or the batch's name")
+    report.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
+    report.add_argument(
+        "--open", action="store_true", help="open it in a browser when a display is available"
+    )
+    report.set_defaults(func=_report)
+
+    from mainstem.stack import StackPorts, default_state_dir, default_workspace
+
+    stack = verbs.add_parser(
+        "stack", help="PostgreSQL, the MLflow server and Airflow on 127.0.0.1 (make stack)"
+    )
+    stack_verbs = stack.add_subparsers(dest="stack_verb", required=True, metavar="SUBVERB")
+    up = stack_verbs.add_parser(
+        "up",
+        help="start the services for a workspace and print how to reach them",
+        description="Start a PostgreSQL 15 cluster, `mlflow server` with its tracking store on "
+        "it, and Airflow's api-server, scheduler and dag-processor (LocalExecutor, metadata on "
+        "PostgreSQL) for the workspace, all on 127.0.0.1; record their pids for `stack down`.",
+    )
+    defaults = StackPorts()
+    up.add_argument("--state", default=str(default_state_dir()), help="state folder (.stack/)")
+    up.add_argument(
+        "--workspace",
+        default=str(default_workspace()),
+        help="workspace Airflow runs (default: .demo/workspace, created if missing)",
+    )
+    up.add_argument("--postgres-port", type=int, default=defaults.postgres, metavar="PORT")
+    up.add_argument("--mlflow-port", type=int, default=defaults.mlflow, metavar="PORT")
+    up.add_argument("--airflow-port", type=int, default=defaults.airflow, metavar="PORT")
+    up.set_defaults(func=_stack_up)
+    down = stack_verbs.add_parser(
+        "down",
+        help="stop what `stack up` started",
+        description="Stop the processes `stack up` recorded in the state folder, Airflow "
+        "first and PostgreSQL last.",
+    )
+    down.add_argument("--state", default=str(default_state_dir()), help="state folder (.stack/)")
+    down.set_defaults(func=_stack_down)
     return parser
 
 

@@ -80,6 +80,7 @@ class Params:
     remote: RemoteParams
     train: TrainParams
     retrain_threshold_rows: int
+    retrain_decision_file: Path
     retrain_training_timeout_seconds: int
 
 
@@ -199,5 +200,6 @@ def load_params(root: Path | str = ".") -> Params:
             tracking_db=train.path("tracking_db"),
         ),
         retrain_threshold_rows=retrain.integer("threshold_rows"),
+        retrain_decision_file=retrain.path("decision_file"),
         retrain_training_timeout_seconds=retrain.integer("training_timeout_seconds", minimum=1),
     )
