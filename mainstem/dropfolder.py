@@ -303,6 +303,7 @@ def quarantine_delivery(
                 os.rename(source, target)
         manifest = incoming / MANIFEST
         if manifest.exists():
+            crashpoints.reach("quarantine move manifest")
             os.replace(manifest, destination / MANIFEST)
         _fsync_dirs(touched)
         _prune_empty_dirs(incoming)

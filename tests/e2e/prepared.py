@@ -25,6 +25,7 @@ from tests.conftest import ROOT
 
 FIRST = BatchSpec(1, first_id=1, rows=3, image_size=16)
 SECOND = BatchSpec(2, first_id=3, rows=2, image_size=16)  # key 3 updates a row of FIRST
+REJECTED = BatchSpec(2, first_id=3, rows=2, image_size=16, drop_column="grade")  # rejected whole
 RUN_BATCH = (
     "import sys; from pathlib import Path; from mainstem.batchflow import process_next_batch; "
     "process_next_batch(Path.cwd(), run_id=sys.argv[1])"
@@ -35,8 +36,11 @@ GIT_HOOK = """#!/bin/sh
 """
 
 
-def prepare(base: Path, workspace_source: Path | None = None) -> Path:
-    """Build the template under `base`; copy `workspace_source` instead of creating one."""
+def prepare(base: Path, workspace_source: Path | None = None, waiting: BatchSpec = SECOND) -> Path:
+    """Build the template under `base`, with `waiting` as the waiting batch.
+
+    `workspace_source` is a workspace to copy instead of creating one.
+    """
     template = base / "template"
     if workspace_source is None:
         workspace = create_workspace(template / "workspace", ROOT)
@@ -58,7 +62,7 @@ def prepare(base: Path, workspace_source: Path | None = None) -> Path:
     incoming = load_params(workspace).ingest.incoming_dir
     submit([make_batch(base / "deliveries" / "first", FIRST)], incoming, FIRST.name)
     process_next_batch(workspace)
-    submit([make_batch(base / "deliveries" / "second", SECOND)], incoming, SECOND.name)
+    submit([make_batch(base / "deliveries" / "waiting", waiting)], incoming, waiting.name)
     return template
 
 

@@ -11,6 +11,10 @@ one lineage commit, an empty drop folder with no lock, nothing half-built left o
 `dvc status`. The trace is taken while the tests are collected, so a new write point in the code
 is a new test case without anyone listing it.
 
+A batch the contract rejects takes the same path up to the lineage commit; after it, its release
+moves the files to quarantine instead of removing them. A second sweep covers that segment of a
+rejected batch's trace: the recovery must leave the quarantine exactly as a clean run does.
+
 Cost: each case is a partial run, a recovery run and the checks, about 9 CPU-seconds, mostly the
 start-up of `dvc` and of the stage interpreters. The prepared workspace is built once and copied
 per case, and the crash-and-recover work of the selected cases runs two at a time in the
@@ -36,7 +40,8 @@ import pytest
 from mainstem import crashpoints
 from mainstem.commands import dvc, git
 from mainstem.params import load_params
-from tests.e2e.prepared import SECOND, copy_setup, prepare, run_batch, tree
+from mainstem.samples import BatchSpec
+from tests.e2e.prepared import REJECTED, SECOND, copy_setup, prepare, run_batch, tree
 
 PARALLEL_CASES = 2
 
@@ -74,8 +79,8 @@ def _wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
     raise AssertionError(f"process group {pgid} still alive after {timeout} s")
 
 
-def _prepare(base: Path) -> Sweep:
-    template = prepare(base)
+def _prepare(base: Path, waiting: BatchSpec) -> Sweep:
+    template = prepare(base, waiting=waiting)
     expected = copy_setup(template, base / "expected")
     counter = base / "clean.count"
     trace = base / "clean.trace"
@@ -87,26 +92,38 @@ def _prepare(base: Path) -> Sweep:
     return Sweep(base, template, crashpoints.read_trace(trace), expected)
 
 
-SWEEP = pytest.StashKey[Sweep]()
+SWEEPS = {"accepted": SECOND, "rejected": REJECTED}
+SWEEP = pytest.StashKey[dict[str, Sweep]]()
 
 
-def _sweep(config: pytest.Config) -> Sweep:
-    """The prepared workspace and the clean run's trace, built once per session."""
-    if SWEEP not in config.stash:
-        base = Path(tempfile.mkdtemp(prefix="mainstem-crash-"))
+def _sweep(config: pytest.Config, kind: str) -> Sweep:
+    """The prepared workspace and the clean run's trace for `kind`, built once per session."""
+    sweeps = config.stash.setdefault(SWEEP, {})
+    if kind not in sweeps:
+        base = Path(tempfile.mkdtemp(prefix=f"mainstem-crash-{kind}-"))
         config.add_cleanup(lambda: shutil.rmtree(base, ignore_errors=True))
-        config.stash[SWEEP] = _prepare(base)
-    return config.stash[SWEEP]
+        sweeps[kind] = _prepare(base, SWEEPS[kind])
+    return sweeps[kind]
+
+
+def release_segment(labels: list[str]) -> range:
+    """The write points from the publish of master_rows on: where a rejected batch differs."""
+    return range(labels.index("publish master_rows") + 1, len(labels) + 1)
+
+
+def _ids(labels: list[str], points: range) -> list[str]:
+    return [f"{k:02d}-{labels[k - 1].replace(' ', '_')[:32]}" for k in points]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "write_point" in metafunc.fixturenames:
-        labels = _sweep(metafunc.config).labels
-        metafunc.parametrize(
-            "write_point",
-            range(1, len(labels) + 1),
-            ids=[f"{k:02d}-{label.replace(' ', '_')[:32]}" for k, label in enumerate(labels, 1)],
-        )
+        labels = _sweep(metafunc.config, "accepted").labels
+        points = range(1, len(labels) + 1)
+        metafunc.parametrize("write_point", points, ids=_ids(labels, points))
+    if "rejected_write_point" in metafunc.fixturenames:
+        labels = _sweep(metafunc.config, "rejected").labels
+        points = release_segment(labels)
+        metafunc.parametrize("rejected_write_point", points, ids=_ids(labels, points))
 
 
 def crash_and_recover(sweep: Sweep, k: int) -> Case:
@@ -144,14 +161,14 @@ def crash_and_recover(sweep: Sweep, k: int) -> Case:
 class CasePool:
     """Crash-and-recover jobs for the selected write points, run PARALLEL_CASES at a time."""
 
-    def __init__(self, sweep: Sweep, selected: list[int]) -> None:
+    def __init__(self, jobs: list[tuple[Sweep, int]]) -> None:
         self._pool = ThreadPoolExecutor(max_workers=PARALLEL_CASES)
-        self._futures: dict[int, Future[Case]] = {
-            k: self._pool.submit(crash_and_recover, sweep, k) for k in selected
+        self._futures: dict[tuple[Path, int], Future[Case]] = {
+            (sweep.base, k): self._pool.submit(crash_and_recover, sweep, k) for sweep, k in jobs
         }
 
-    def result(self, k: int) -> Case:
-        return self._futures[k].result()
+    def result(self, sweep: Sweep, k: int) -> Case:
+        return self._futures[(sweep.base, k)].result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -159,19 +176,26 @@ class CasePool:
 
 @pytest.fixture
 def sweep(request: pytest.FixtureRequest) -> Sweep:
-    return _sweep(request.config)
+    return _sweep(request.config, "accepted")
+
+
+@pytest.fixture
+def rejected_sweep(request: pytest.FixtureRequest) -> Sweep:
+    return _sweep(request.config, "rejected")
 
 
 @pytest.fixture(scope="module")
 def cases(request: pytest.FixtureRequest) -> Iterator[CasePool]:
-    selected = [
-        item.callspec.params["write_point"]
-        for item in request.session.items
-        if isinstance(item, pytest.Function)
-        and hasattr(item, "callspec")
-        and "write_point" in item.callspec.params
-    ]
-    pool = CasePool(_sweep(request.config), selected)
+    """Every selected case of this module, queued at once, in the order the tests will ask."""
+    jobs = []
+    for item in request.session.items:
+        params = getattr(item, "callspec", None)
+        if not isinstance(item, pytest.Function) or params is None:
+            continue
+        for name, kind in (("write_point", "accepted"), ("rejected_write_point", "rejected")):
+            if name in params.params:
+                jobs.append((_sweep(request.config, kind), params.params[name]))
+    pool = CasePool(jobs)
     yield pool
     pool.close()
 
@@ -222,7 +246,7 @@ def test_clean_run_passes_every_kind_of_write_point(sweep: Sweep) -> None:
 def test_crash_at_write_point_then_recovery_applies_the_batch_once(
     sweep: Sweep, cases: CasePool, write_point: int
 ) -> None:
-    case = cases.result(write_point)
+    case = cases.result(sweep, write_point)
     workspace = case.workspace
     params = load_params(workspace)
     master_before = tree(load_params(sweep.template / "workspace").merge.master_dir)
@@ -242,6 +266,33 @@ def test_crash_at_write_point_then_recovery_applies_the_batch_once(
     assert _last_message(workspace) == _last_message(sweep.expected)
     assert _commits(workspace) == _commits(sweep.expected)
     assert git(["status", "--porcelain"], workspace).stdout == ""
+    assert sorted(p.name for p in params.ingest.incoming_dir.iterdir()) == [".claim-mutex"]
+    assert _leftovers(workspace) == []
+    assert "up to date" in dvc(["status"], workspace).stdout
+
+
+def test_rejected_batch_passes_the_quarantine_write_points(rejected_sweep: Sweep) -> None:
+    tail = [rejected_sweep.labels[k - 1] for k in release_segment(rejected_sweep.labels)]
+    assert {"quarantine move", "quarantine move manifest", "release lock"} <= set(tail)
+
+
+def test_crash_while_a_rejected_batch_is_quarantined_then_recovery_finishes_it(
+    rejected_sweep: Sweep, cases: CasePool, rejected_write_point: int
+) -> None:
+    sweep = rejected_sweep
+    case = cases.result(sweep, rejected_write_point)
+    workspace = case.workspace
+    params = load_params(workspace)
+    expected = load_params(sweep.expected)
+
+    assert case.crash_returncode == -signal.SIGKILL, case.crash_stderr
+    assert case.fired == sweep.labels[rejected_write_point - 1]
+    assert case.recovery_returncode == 0, case.recovery_stderr
+
+    assert tree(params.merge.master_dir) == tree(expected.merge.master_dir)
+    assert tree(params.ingest.quarantine_dir) == tree(expected.ingest.quarantine_dir)
+    assert _last_message(workspace) == _last_message(sweep.expected)
+    assert _commits(workspace) == _commits(sweep.expected)
     assert sorted(p.name for p in params.ingest.incoming_dir.iterdir()) == [".claim-mutex"]
     assert _leftovers(workspace) == []
     assert "up to date" in dvc(["status"], workspace).stdout
