@@ -49,9 +49,9 @@ PARALLEL_CASES = 2
 @dataclass(frozen=True)
 class Sweep:
     base: Path
-    template: Path  # holds workspace/ (FIRST processed, SECOND waiting) and remote/
+    template: Path  # holds workspace/ (FIRST processed, a second batch waiting) and remote/
     labels: list[str]
-    expected: Path  # the template after a clean run of SECOND
+    expected: Path  # the template's workspace after a clean run of the waiting batch
 
 
 @dataclass(frozen=True)
