@@ -4,17 +4,21 @@ In: files or folders to deliver and the drop folder. Out: the files copied in, a
 with every file's size and sha256, and `_READY` written last, atomically. Because `_READY` comes
 after every byte is on disk (fsynced), a claimant that sees it never reads a half-written file;
 the manifest lets the claim prove it. Refuses while an earlier batch is still in the drop folder.
+A large copy shows its progress in bytes when a person watches a terminal.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from mainstem.delivery import MANIFEST, PROCESSING, READY, hash_file, scan
 from mainstem.durable import fsync_dir, storage_errors, write_bytes, write_json
 from mainstem.errors import MainstemError
+from mainstem.progress import progress
+
+_CHUNK = 1 << 20
 
 
 def _sources(paths: list[Path]) -> list[tuple[Path, str]]:
@@ -41,6 +45,16 @@ def _sources(paths: list[Path]) -> list[tuple[Path, str]]:
     return found
 
 
+def _copy(source: Path, target: Path, copied: Callable[[int], object]) -> None:
+    """Copy `source` to `target` and fsync it, reporting each chunk's size to `copied`."""
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        while chunk := reader.read(_CHUNK):
+            writer.write(chunk)
+            copied(len(chunk))
+        writer.flush()
+        os.fsync(writer.fileno())
+
+
 def submit(paths: list[Path], incoming: Path, name: str | None = None) -> dict[str, object]:
     """Copy a batch into the drop folder, write its manifest, then `_READY`; the manifest."""
     incoming.mkdir(parents=True, exist_ok=True)
@@ -61,13 +75,15 @@ def submit(paths: list[Path], incoming: Path, name: str | None = None) -> dict[s
     if not sources:
         raise MainstemError("nothing to submit: no files under the given paths")
     files = []
-    with storage_errors(f"could not deliver into {incoming}"):
+    total = sum(source.stat().st_size for source, _rel in sources)
+    with (
+        storage_errors(f"could not deliver into {incoming}"),
+        progress(total, "submit", unit="B", scale=True) as bar,
+    ):
         for source, rel in sources:
             target = incoming / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            with open(target, "rb") as handle:
-                os.fsync(handle.fileno())
+            _copy(source, target, bar.update)
             size, sha = hash_file(target)
             files.append({"path": rel, "size": size, "sha256": sha})
         for directory in {(incoming / rel).parent for _s, rel in sources}:

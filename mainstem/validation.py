@@ -18,14 +18,17 @@ import pandas as pd
 
 from mainstem.contract import Contract
 from mainstem.delivery import is_table
-from mainstem.images import ImageOutcome, canonicalize_many
+from mainstem.images import ImageOutcome, ImageRule, canonicalize_many
 from mainstem.ingest import RawBatch
 from mainstem.links import BatchFiles, resolve_link
+from mainstem.progress import enabled as progress_enabled
+from mainstem.progress import progress
 from mainstem.rows import FailureCase, RowCheck, check_rows, shown
 from mainstem.tables import SOURCE, empty_frame, read_table
 
 REASONS = "_reasons"
 MAX_FAILURE_CASES = 1000
+PROGRESS_CHUNK = 256
 
 VALIDATION_MODULES = [
     "mainstem.validation",
@@ -231,7 +234,7 @@ def _check_images(
         column_links = links[rule.column]
         paths = sorted(set(column_links.values()))
         jobs = [(str(raw.file_path(path)), rule, path) for path in paths]
-        outcomes = dict(zip(paths, canonicalize_many(jobs, workers), strict=True))
+        outcomes = dict(zip(paths, _canonicalize(jobs, workers, rule.column), strict=True))
         uses = Counter(column_links.values())
         reports.extend(ImageReport(rule.column, p, uses[p], outcomes[p]) for p in paths)
         for row, path in sorted(column_links.items()):
@@ -242,6 +245,25 @@ def _check_images(
                     FailureCase(rule.column, "image", f"{path}: {outcome.reason}", sources[row])
                 )
     return reports
+
+
+def _canonicalize(
+    jobs: list[tuple[str, ImageRule, str]], workers: int, column: str
+) -> list[ImageOutcome]:
+    """Every job's outcome, in order; in chunks only while a person watches the progress.
+
+    The pool reports nothing until it is done, so a bar needs the work cut into pieces; a fresh
+    pool per piece costs a fork or two, which is not worth paying when nobody is watching.
+    """
+    if len(jobs) <= PROGRESS_CHUNK or not progress_enabled():
+        return canonicalize_many(jobs, workers)
+    outcomes: list[ImageOutcome] = []
+    with progress(len(jobs), f"images ({column})", unit="img") as bar:
+        for start in range(0, len(jobs), PROGRESS_CHUNK):
+            chunk = jobs[start : start + PROGRESS_CHUNK]
+            outcomes.extend(canonicalize_many(chunk, workers))
+            bar.update(len(chunk))
+    return outcomes
 
 
 def _accepted(

@@ -1,0 +1,107 @@
+"""`mainstem submit` through the CLI, and progress bars: drawn on a terminal, silent elsewhere."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from mainstem import progress as progress_module
+from mainstem.cli import main
+from mainstem.progress import progress
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Path:
+    """A folder with the project's params.yaml: enough for `submit`, which needs no DVC."""
+    (tmp_path / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
+    return tmp_path
+
+
+def test_submit_copies_writes_the_manifest_then_ready(
+    settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "batch"
+    (batch / "images").mkdir(parents=True)
+    (batch / "rows.csv").write_text("item_id\n1\n")
+    (batch / "images" / "1.png").write_bytes(os.urandom(3 << 20))
+    main(["submit", str(batch), "--name", "b1", "--workspace", str(settings)])
+    assert "delivered 2 files" in capsys.readouterr().out
+    incoming = settings / "data" / "incoming"
+    manifest = json.loads((incoming / "_MANIFEST.json").read_text())
+    assert manifest["name"] == "b1"
+    for item in manifest["files"]:
+        data = (incoming / item["path"]).read_bytes()
+        assert data == (batch / item["path"]).read_bytes()
+        assert (item["size"], item["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (incoming / "_READY").exists()
+    assert (incoming / "_READY").stat().st_mtime_ns >= (
+        incoming / "_MANIFEST.json"
+    ).stat().st_mtime_ns
+
+    with pytest.raises(SystemExit) as exited:
+        main(["submit", str(batch), "--workspace", str(settings)])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "still holds a batch (_READY is present)" in err and "Traceback" not in err
+
+
+def test_submit_is_silent_when_stderr_is_not_a_terminal(settings: Path, tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "big.bin").write_bytes(os.urandom(8 << 20))
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "mainstem"),
+            "submit",
+            str(batch),
+            "--workspace",
+            str(settings),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != progress_module.PROGRESS_ENV},
+    )
+    assert completed.stderr == ""
+    assert completed.stdout.startswith("delivered 1 files")
+
+
+def test_a_long_step_draws_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    drawn = b""
+    with os.fdopen(terminal, "w", encoding="utf-8") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        with progress(4, "canonicalizing", unit="img") as bar:
+            for _ in range(4):
+                time.sleep(0.4)  # the bar appears once a step has run for a second
+                bar.update(1)
+        stream.flush()
+        os.set_blocking(controller, False)
+        # Read while the terminal side is open: Linux drops unread output once it closes.
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(controller, 65536):
+                drawn += chunk
+    os.close(controller)
+    assert b"canonicalizing" in drawn and b"img" in drawn
+
+
+def test_a_step_off_a_terminal_draws_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    with progress(3, "quiet") as bar:
+        time.sleep(1.2)
+        bar.update(3)
+    assert capsys.readouterr().err == ""
