@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo test lint format bench lock clean airflow
+.PHONY: install demo test lint format bench lock clean stack stack-down airflow
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench: install  ## timings, written to benchmarks/results/
 
 lock: install  ## refresh dvc.lock from an empty pipeline run
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.workspace --refresh-lock .
+
+stack: install  ## PostgreSQL, MLflow server and Airflow on 127.0.0.1 for .demo/workspace
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem stack up
+
+stack-down:  ## stop what `make stack` started
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem stack down
 
 clean:
 	rm -rf .demo .tmp

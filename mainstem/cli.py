@@ -17,6 +17,7 @@ import webbrowser
 from pathlib import Path
 
 from mainstem.console import run_entry
+from mainstem.progress import show_to_children
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -270,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    show_to_children()
     run_entry(
         lambda: args.func(args), "mainstem", logging.INFO if args.verbose else logging.WARNING
     )

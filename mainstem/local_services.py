@@ -44,7 +44,9 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port` (connections of a stopped server may linger)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
