@@ -113,15 +113,22 @@ def test_stricter_contract_accepts_fewer_rows_in_an_experiment(
     }
     assert v1_rows in rows.values()
     assert min(rows.values()) == v1_rows - 9
-    report = read_report(params.validate.validated_dir, next(
-        p.name for p in params.validate.validated_dir.iterdir() if p.is_dir() and p.name != "images"
-    ))
+    report = read_report(
+        params.validate.validated_dir,
+        next(
+            p.name
+            for p in params.validate.validated_dir.iterdir()
+            if p.is_dir() and p.name != "images"
+        ),
+    )
     assert report is not None and report["contract"] == "produce/v2"
 
 
 def test_stage_error_is_a_message_not_a_traceback(workspace: Path) -> None:
     params_file = workspace / "params.yaml"
-    params_file.write_text(params_file.read_text().replace("contract_version: 1", "contract_version: 9"))
+    params_file.write_text(
+        params_file.read_text().replace("contract_version: 1", "contract_version: 9")
+    )
     completed = subprocess.run(
         [sys.executable, "-m", "stages.validate"], cwd=workspace, capture_output=True, text=True
     )
