@@ -25,6 +25,7 @@ from mainstem.params import Params
 
 REPORT_JSON = "report.json"  # validated_store.REPORT; importing that module loads pandas
 REPORT_HTML = "report.html"  # validated_store.REPORT_HTML
+MASTER_MANIFEST = "_manifest.json"  # master.MANIFEST; importing that module loads pyarrow
 THRESHOLD_VARIABLE = "RETRAIN_THRESHOLD_ROWS"  # policy.THRESHOLD_VARIABLE, without MLflow
 ROWS_VARIABLE = "CURRENT_MASTER_ROWS"
 _LISTED = 10
@@ -90,6 +91,8 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
     """
     validated = params.validate.validated_dir
     quarantine = params.ingest.quarantine_dir
+    manifest = _read_dict(params.merge.master_dir / MASTER_MANIFEST) or {}
+    merged = {str(b.get("batch_id")) for b in manifest.get("batches", []) if isinstance(b, dict)}
     batches: list[tuple[float, dict[str, Any]]] = []
     ingested = set()
     for raw in list_raw_batches(params.ingest.raw_dir):
@@ -109,6 +112,7 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
                 rows_rejected=report["rows_rejected"],
                 reasons=list(report["reasons"])[:3],
                 contract=report["contract"],
+                merged=raw.batch_id in merged,
             )
             html = validated / raw.batch_id / REPORT_HTML
             entry["report"] = str(html) if html.exists() else None
@@ -216,6 +220,7 @@ def _batch_line(batch: dict[str, Any]) -> list[str]:
         line += (
             f", {batch['rows_accepted']} of {batch['rows_in']} rows accepted, "
             f"{batch['rows_rejected']} rejected"
+            + ("" if batch["merged"] else "; not in the master yet")
         )
     lines = [line]
     lines += [f"         - {reason}" for reason in batch.get("reasons", [])]

@@ -86,7 +86,7 @@ def test_status_shows_the_batches_the_waiting_delivery_and_the_lock_holder(
     assert held["owner_alive"] is True and held["state"] == "live"
     [batch] = shown["batches"]
     assert (batch["batch_id"], batch["sequence"], batch["name"]) == (batch_id, 1, "batch-001")
-    assert batch["outcome"] == "accepted"
+    assert batch["outcome"] == "accepted" and batch["merged"]
     assert (batch["rows_in"], batch["rows_accepted"], batch["rows_rejected"]) == (20, 17, 3)
     assert Path(batch["report"]).is_file()
     assert shown["master_rows"]["rows"] == 17
