@@ -275,3 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     run_entry(
         lambda: args.func(args), "mainstem", logging.INFO if args.verbose else logging.WARNING
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from mainstem.airflow_stack import AirflowStack, BatchRuns, free_port
 from mainstem.batchflow import BatchRun, process_next_batch
 from mainstem.commands import git
+from mainstem.decisions import record_decision
 from mainstem.dropfolder import Idle, Rejected
 from mainstem.durable import read_json
 from mainstem.params import load_params
@@ -107,7 +108,9 @@ def describe_training(outcome: TrainingOutcome, alias: str) -> list[str]:
 
 def policy_step(workspace: Path, out: TextIO, full: bool) -> RetrainDecision:
     """Ask the retrain policy, print its chain (or just its verdict), and train when it says so."""
-    decision = workspace_decision(load_params(workspace))
+    params = load_params(workspace)
+    decision = workspace_decision(params)
+    record_decision(params, decision.to_json(), "demo")
     if full:
         print("\n".join(f"  {line}" for line in explain(decision)), file=out, flush=True)
     else:
