@@ -200,8 +200,9 @@ def publish_master(
 ) -> None:
     """Complete the staged master and swap it in with one atomic rename.
 
-    `staged` already holds the parts in `changed`. Every other part is a hard link to the current
-    file: no bytes are copied, and DVC sees the same inode and mtime, so it does not hash it again.
+    `staged` already holds the parts in `changed`, fsynced. Every other part is a hard link to the
+    current file: no bytes are copied, and DVC sees the same inode and mtime, so it does not hash
+    it again.
     """
     written = set(changed)
     for name in manifest.parts:
@@ -209,7 +210,10 @@ def publish_master(
             os.link(master_dir / name, staged / name)
     write_json(staged / MANIFEST, manifest.to_json())
     master_dir.parent.mkdir(parents=True, exist_ok=True)
-    publish_dir(staged, master_dir)
+    # every file in `staged` is durable already: parts were fsynced by their writer, carried-over
+    # parts are links to published files and write_json syncs the manifest; only the directory
+    # entries are left, so the cost of publishing does not grow with the number of parts
+    publish_dir(staged, master_dir, durable=[*manifest.parts, MANIFEST])
 
 
 def refresh_master(
