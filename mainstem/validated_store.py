@@ -23,11 +23,11 @@ from mainstem.columnar import arrow_schema, parquet_bytes, text_schema, to_arrow
 from mainstem.contract import Contract
 from mainstem.durable import (
     fresh_dir,
+    fsync_dir,
     publish_dir,
     read_json,
     staging_path,
     storage_errors,
-    sync_tree,
     write_bytes,
     write_json,
 )
@@ -135,14 +135,21 @@ def prune(validated_dir: Path, batch_ids: set[str]) -> None:
             referenced.update(report.get("stored_images", []))
         images = validated_dir / IMAGES
         if images.is_dir():
+            changed: set[Path] = set()
             for path in sorted(images.rglob("*")):
                 rel = path.relative_to(images).as_posix()
                 if path.is_file() and rel not in referenced:
                     path.unlink()
+                    changed.add(path.parent)
             for path in sorted(images.iterdir()):
                 if path.is_dir() and not any(path.iterdir()):
                     path.rmdir()
-            sync_tree(images)
+                    changed.discard(path)
+                    changed.add(images)
+            # Stored images were written durably; only removals need their folder synced. An
+            # fsync of every image costs milliseconds each and grows with the store's history.
+            for folder in sorted(changed):
+                fsync_dir(folder)
 
 
 def _remove(path: Path) -> None:
