@@ -25,15 +25,15 @@ from mainstem import crashpoints, lock
 from mainstem.commands import dvc
 from mainstem.dropfolder import ClaimResult, Idle, Rejected, claim_batch, release_batch
 from mainstem.dropfolder import read_ticket as read_claim_ticket
-from mainstem.durable import clear_staging, read_json
+from mainstem.durable import clear_staging
 from mainstem.errors import MainstemError
 from mainstem.lineage import BatchRecord, record
 from mainstem.params import Params, load_params
 from mainstem.preflight import preflight
+from mainstem.validated_layout import read_report
 
 log = logging.getLogger(__name__)
 REPRO_TARGET = "merge"
-REPORT_FILE = "report.json"  # validated_store.REPORT; importing that module loads pandas
 _STAGE_ERROR = re.compile(r"^\w+: error: .+$", re.MULTILINE)
 
 
@@ -107,12 +107,9 @@ def run_dvc(root: Path, args: list[str], batch_id: str) -> str:
 
 
 def batch_report(params: Params, batch_id: str) -> dict[str, Any]:
-    """The batch's validation report: plain JSON, read without loading the validation stack."""
-    try:
-        report = read_json(params.validate.validated_dir / batch_id / REPORT_FILE)
-    except (FileNotFoundError, ValueError):
-        report = None
-    if not isinstance(report, dict):
+    """The batch's validation report; a LookupError if validate has not produced one."""
+    report = read_report(params.validate.validated_dir, batch_id)
+    if report is None:
         raise LookupError(f"batch {batch_id} has no validation report; did `dvc repro` run?")
     return report
 

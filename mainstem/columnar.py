@@ -7,11 +7,15 @@ the same bytes (and the same DVC hash).
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mainstem.contract import Contract
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _ARROW_TYPES = {
     "int64": pa.int64(),

@@ -1,10 +1,13 @@
 """Versioned data contracts: a pandera schema plus the rules pandera does not express.
 
-In: `contracts/<dataset>/v<N>.yaml`. Out: a Contract holding the pandera DataFrameSchema, the
-primary key, the deduplication and row policies, the accepted tabular formats, CSV settings, the
-size limits (max_cell_chars, max_rows per table file), the image rules of each image column, and a
-fingerprint of the file's bytes. A malformed contract is a ContractError that names the file and
-the key to fix. Optional keys have defaults, so released contracts never need editing.
+In: `contracts/<dataset>/v<N>.yaml`. Out: a Contract holding the pandera schema, the primary key,
+the deduplication and row policies, the accepted tabular formats, CSV settings, the size limits
+(max_cell_chars, max_rows per table file), the image rules of each image column, and a fingerprint
+of the file's bytes. A malformed contract is a ContractError that names the file and the key to
+fix. Optional keys have defaults, so released contracts never need editing.
+
+pandera (and with it pandas) is imported only to build the schema, which `load_contract` does by
+default; readers that need only the columns and the key (merge) pass `check_schema=False`.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandera.pandas as pa
 import yaml
-from pandera.io.pandas_io import deserialize_schema
 
 from mainstem.errors import ContractError
 from mainstem.images import ImageRule
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 DTYPES = ("int64", "float64", "str", "bool", "datetime64[ns]")
 ROW_POLICIES = ("quarantine_rows", "reject_batch")
@@ -45,8 +49,9 @@ class Contract:
     images: tuple[ImageRule, ...]
     dtypes: dict[str, str]
     nullable: dict[str, bool]
-    schema: pa.DataFrameSchema
+    schema_spec: dict[str, Any]
     fingerprint: str
+    source: Path
 
     @property
     def ref(self) -> str:
@@ -58,6 +63,25 @@ class Contract:
 
     def image_rule(self, column: str) -> ImageRule | None:
         return next((rule for rule in self.images if rule.column == column), None)
+
+    @property
+    def schema(self) -> pa.DataFrameSchema:
+        """The pandera schema, built once per contract file content."""
+        return _pandera_schema(self.fingerprint, self.source, self.schema_spec)
+
+
+_SCHEMAS: dict[str, pa.DataFrameSchema] = {}
+
+
+def _pandera_schema(fingerprint: str, source: Path, spec: dict[str, Any]) -> pa.DataFrameSchema:
+    if fingerprint not in _SCHEMAS:
+        from pandera.io.pandas_io import deserialize_schema
+
+        try:
+            _SCHEMAS[fingerprint] = deserialize_schema(spec)
+        except Exception as exc:  # pandera raises many types for a bad schema
+            raise ContractError(f"{source}: the pandera schema cannot be loaded: {exc}") from exc
+    return _SCHEMAS[fingerprint]
 
 
 class _Reader:
@@ -87,8 +111,8 @@ class _Reader:
         return value
 
 
-def load_contract(path: Path) -> Contract:
-    """Read and check one contract file."""
+def load_contract(path: Path, check_schema: bool = True) -> Contract:
+    """Read and check one contract file (and its pandera schema, unless told not to)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -107,10 +131,6 @@ def load_contract(path: Path) -> Contract:
         raise ContractError(f"{path} must have a 'schema:' mapping (a pandera YAML schema)")
     meta = _Reader(path, raw["contract"], "contract")
     dtypes, nullable = _columns(path, raw["schema"])
-    try:
-        schema = deserialize_schema(raw["schema"])
-    except Exception as exc:  # pandera raises many types for a bad schema
-        raise ContractError(f"{path}: the pandera schema cannot be loaded: {exc}") from exc
 
     key = meta.get("primary_key")
     if key not in dtypes:
@@ -132,7 +152,7 @@ def load_contract(path: Path) -> Contract:
     version = meta.positive("version")
     if path.stem != f"v{version}":
         raise meta.fail("version", f"is {version} but the file is named {path.name}")
-    return Contract(
+    contract = Contract(
         dataset=str(meta.get("dataset")),
         version=version,
         primary_key=key,
@@ -148,9 +168,13 @@ def load_contract(path: Path) -> Contract:
         images=rules,
         dtypes=dtypes,
         nullable=nullable,
-        schema=schema,
+        schema_spec=raw["schema"],
         fingerprint=hashlib.sha256(data).hexdigest(),
+        source=path,
     )
+    if check_schema:
+        _ = contract.schema
+    return contract
 
 
 def _columns(path: Path, schema: dict[str, Any]) -> tuple[dict[str, str], dict[str, bool]]:

@@ -29,7 +29,7 @@ from mainstem.policy import RetrainDecision, explain
 from mainstem.retrain import TrainingOutcome, train_from_decision, workspace_decision
 from mainstem.samples import BatchSpec, demo_batches, make_batch, second_pass_batches
 from mainstem.submit import submit
-from mainstem.validated_store import read_report
+from mainstem.validated_layout import read_report
 from mainstem.workspace import create_workspace, source_root
 
 

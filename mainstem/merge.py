@@ -41,7 +41,7 @@ from mainstem.master import (
     read_part,
 )
 from mainstem.params import MergeParams, Params
-from mainstem.validated_store import ACCEPTED, read_report
+from mainstem.validated_layout import ACCEPTED, read_report
 
 log = logging.getLogger(__name__)
 MERGE_MODULES = ["mainstem.merge", "mainstem.master", "mainstem.columnar"]

@@ -22,9 +22,8 @@ from mainstem.durable import read_json
 from mainstem.errors import MainstemError
 from mainstem.ingest import list_raw_batches
 from mainstem.params import Params
+from mainstem.validated_layout import REPORT, REPORT_HTML
 
-REPORT_JSON = "report.json"  # validated_store.REPORT; importing that module loads pandas
-REPORT_HTML = "report.html"  # validated_store.REPORT_HTML
 MASTER_MANIFEST = "_manifest.json"  # master.MANIFEST; importing that module loads pyarrow
 THRESHOLD_VARIABLE = "RETRAIN_THRESHOLD_ROWS"  # policy.THRESHOLD_VARIABLE, without MLflow
 ROWS_VARIABLE = "CURRENT_MASTER_ROWS"
@@ -97,7 +96,7 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
     ingested = set()
     for raw in list_raw_batches(params.ingest.raw_dir):
         ingested.add(raw.batch_id)
-        report = _read_dict(validated / raw.batch_id / REPORT_JSON)
+        report = _read_dict(validated / raw.batch_id / REPORT)
         entry: dict[str, Any] = {
             "batch_id": raw.batch_id,
             "sequence": raw.sequence,
@@ -121,10 +120,10 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
         batches.append((float(raw.sequence), entry))
     if quarantine.is_dir():
         for folder in sorted(quarantine.iterdir()):
-            report = _read_dict(folder / REPORT_JSON)
+            report = _read_dict(folder / REPORT)
             if folder.name in ingested or report is None:
                 continue
-            stamp = (folder / REPORT_JSON).stat().st_mtime
+            stamp = (folder / REPORT).stat().st_mtime
             entry = {
                 "batch_id": folder.name,
                 "sequence": None,
@@ -284,7 +283,7 @@ def find_report(params: Params, batch: str) -> Path:
         if quarantined:
             raise MainstemError(
                 f"batch {quarantined[0]} was refused at the drop folder, before validation, so it "
-                f"has no HTML report; see {refused / quarantined[0] / REPORT_JSON}"
+                f"has no HTML report; see {refused / quarantined[0] / REPORT}"
             )
         raise MainstemError(f"no batch id starts with '{batch}' and no batch is named '{batch}'")
     page = validated / matches[0] / REPORT_HTML

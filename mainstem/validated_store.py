@@ -25,7 +25,6 @@ from mainstem.durable import (
     fresh_dir,
     fsync_dir,
     publish_dir,
-    read_json,
     staging_path,
     storage_errors,
     write_bytes,
@@ -35,38 +34,26 @@ from mainstem.fingerprint import fingerprint
 from mainstem.ingest import RawBatch, list_raw_batches
 from mainstem.params import Params
 from mainstem.report_html import batch_thumbnails, render
+from mainstem.validated_layout import (
+    ACCEPTED,
+    IMAGES,
+    REJECTED,
+    REPORT,
+    REPORT_HTML,
+    STATE,
+    read_report,
+    read_state,
+)
 from mainstem.validation import VALIDATION_MODULES, BatchResult, validate_batch
 
 log = logging.getLogger(__name__)
 
-STATE = "_state.json"
-IMAGES = "images"
-REPORT = "report.json"
-REPORT_HTML = "report.html"
-ACCEPTED = "accepted.parquet"
-REJECTED = "rejected.parquet"
 _MAX_IMAGE_READ = 64 << 20  # more than any image worth a thumbnail; a longer read is cut off
-
-
-def read_state(validated_dir: Path) -> dict[str, Any]:
-    try:
-        state = read_json(validated_dir / STATE)
-    except (FileNotFoundError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
 
 
 def write_state(validated_dir: Path, state: dict[str, Any]) -> None:
     if read_state(validated_dir) != state:
         write_json(validated_dir / STATE, state)
-
-
-def read_report(validated_dir: Path, batch_id: str) -> dict[str, Any] | None:
-    try:
-        report = read_json(validated_dir / batch_id / REPORT)
-    except (FileNotFoundError, ValueError):
-        return None
-    return report if isinstance(report, dict) else None
 
 
 def write_result(

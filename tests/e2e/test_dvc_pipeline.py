@@ -14,7 +14,7 @@ from mainstem.commands import dvc, git
 from mainstem.dropfolder import Claimed
 from mainstem.params import load_params
 from mainstem.samples import BatchSpec
-from mainstem.validated_store import read_report
+from mainstem.validated_layout import read_report
 from mainstem.workspace import configure_remote
 from tests.conftest import Deliver
 
