@@ -4,7 +4,7 @@ In: the current master manifest, the batches to apply (in sequence order) and th
 Out: the new manifest and the rewritten parts. Within the pending batches a later batch wins for a
 key (last write wins, by batch order); against the master, a batch's row replaces the stored row.
 The work is proportional to the parts the batch touches, not to the master: each touched part is
-read, upserted, sorted by key and rewritten (several at once, one per core); every other part is
+read, upserted, sorted by key and rewritten (several at once, two per core); every other part is
 carried over unchanged as a hard link. A part's bytes depend only on its rows, so applying batches
 one at a time and rebuilding from all of them at once give the same files.
 Applying a batch that is already recorded is a no-op, so a crash and a re-run apply rows once.
@@ -169,7 +169,7 @@ def apply_batches(
 
     Parts are independent, so they are rewritten in a pool of threads (Arrow releases the GIL
     while it decodes, sorts and encodes); each part is fsynced by the thread that wrote it, so the
-    disk flushes one part while the next is encoded.
+    disk flushes one part while others are encoded. `workers` defaults to two per core.
     """
     manifest = replace(base, parts=dict(base.parts), batches=list(base.batches))
     manifest.batches.extend(batch.applied for batch in pending)
@@ -184,7 +184,8 @@ def apply_batches(
             os.fsync(handle.fileno())
         return part.num_rows
 
-    workers = min(workers or os.cpu_count() or 1, len(todo)) or 1
+    # two threads per core: while one waits for its part's fsync, the other keeps the core busy
+    workers = min(workers or 2 * (os.cpu_count() or 1), len(todo)) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         counts = dict(zip(list(todo), pool.map(write, list(todo)), strict=True))
     manifest.parts.update(counts)
