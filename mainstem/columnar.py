@@ -34,7 +34,7 @@ def parquet_options(schema: pa.Schema) -> dict[str, object]:
     are delta-packed: small and fast for sorted keys. Floats have their bytes split into streams,
     which zstd compresses faster; a dictionary of mostly distinct measurements would cost time to
     build and end up larger. Level 1 zstd: parts are rewritten on every batch that touches them,
-    and level 3 bought 5% smaller files for 30% more encoding time on the benchmark's data.
+    and level 3 bought 5% smaller files for 10-40% more encoding time on the benchmark's data.
     """
     dictionary = [f.name for f in schema if pa.types.is_string(f.type)]
     return {
