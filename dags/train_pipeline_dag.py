@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 WORKSPACE = Path(os.environ.get("MAINSTEM_WORKSPACE") or Path(__file__).resolve().parents[1])
 WORKSPACE_POOL = "mainstem_workspace"
@@ -46,7 +47,10 @@ def train_pipeline_dag() -> None:
         context = get_current_context()
         conf = context["dag_run"].conf or {}
         requested_by = f"{context['dag'].dag_id}/{context['run_id']}"
-        return dag_steps.train(WORKSPACE, conf.get("decision") or {}, requested_by)
+        try:
+            return dag_steps.train(WORKSPACE, conf.get("decision") or {}, requested_by)
+        except dag_steps.MissingDecision as exc:
+            raise AirflowFailException(str(exc)) from exc
 
     @task(pool=WORKSPACE_POOL)
     def push() -> None:

@@ -29,6 +29,10 @@ class BatchRejected(MainstemError):
     """The batch was refused (at the drop folder or by the contract) and quarantined."""
 
 
+class MissingDecision(MainstemError):
+    """A training run started without the retrain decision it must carry; a retry cannot help."""
+
+
 def hold_lock(params: Params, owner_id: str) -> lock.LockOwner:
     """Renew this run's lock with the current process as holder; fail if the run lost it."""
     holder = lock.read_owner(params.ingest.incoming_dir)
@@ -144,7 +148,7 @@ def train(root: Path, decision_json: dict[str, Any], requested_by: str) -> dict[
     from mainstem.retrain import request_training, training_outcome
 
     if not decision_json:
-        raise MainstemError(
+        raise MissingDecision(
             "train_pipeline_dag needs the retrain decision as conf {'decision': {...}}; "
             "trigger it from retrain_policy_dag or pass one"
         )

@@ -76,6 +76,12 @@ def test_batch_policy_training_loop(
     assert take_queued("train_pipeline_dag") == []
 
 
-def test_training_without_a_decision_fails_with_a_message(dagbag: Any) -> None:
+def test_training_without_a_decision_fails_at_once(dagbag: Any, workspace: Path) -> None:
+    params = load_params(workspace)
     run = dagbag.dags["train_pipeline_dag"].test(run_conf={})
     assert str(run.state) == "failed"
+    (train,) = [ti for ti in run.get_task_instances() if ti.task_id == "train"]
+    assert train.try_number == 1  # not retried: without a decision a retry cannot succeed
+    assert not params.train.metrics_file.exists() or '"trained": true' not in (
+        params.train.metrics_file.read_text()
+    )
