@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Variable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-WORKSPACE = Path(os.environ.get("MAINSTEM_WORKSPACE") or Path(__file__).resolve().parents[1])
-WORKSPACE_POOL = "mainstem_workspace"
+from mainstem.dag_wiring import DATA_DAG, POLICY_DAG, WORKSPACE_POOL, workspace_for
+
+WORKSPACE = workspace_for(__file__)
 
 
 def _owner_id() -> str:
@@ -21,7 +20,7 @@ def _owner_id() -> str:
 
 
 @dag(
-    dag_id="data_pipeline_dag",
+    dag_id=DATA_DAG,
     schedule="*/5 * * * *",
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -94,7 +93,7 @@ def data_pipeline_dag() -> None:
 
     trigger_retrain_policy = TriggerDagRunOperator(
         task_id="trigger_retrain_policy",
-        trigger_dag_id="retrain_policy_dag",
+        trigger_dag_id=POLICY_DAG,
         trigger_run_id="after__{{ run_id }}",
         skip_when_already_exists=True,
     )

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Variable, dag, task
 
-WORKSPACE = Path(os.environ.get("MAINSTEM_WORKSPACE") or Path(__file__).resolve().parents[1])
+from mainstem.dag_wiring import POLICY_DAG, TRAIN_DAG, workspace_for
+
+WORKSPACE = workspace_for(__file__)
 
 
 @dag(
-    dag_id="retrain_policy_dag",
+    dag_id=POLICY_DAG,
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -47,9 +47,7 @@ def retrain_policy_dag() -> None:
 
         from mainstem import dag_steps
 
-        in_flight = RuntimeTaskInstance.get_dr_count(
-            dag_id="train_pipeline_dag", states=["queued", "running"]
-        )
+        in_flight = RuntimeTaskInstance.get_dr_count(dag_id=TRAIN_DAG, states=["queued", "running"])
         return dag_steps.decide_retrain(
             WORKSPACE,
             Variable.get("CURRENT_MASTER_ROWS", default=None),
@@ -64,7 +62,7 @@ def retrain_policy_dag() -> None:
     decision = decide()
     trigger_training = TriggerDagRunOperator(
         task_id="trigger_training",
-        trigger_dag_id="train_pipeline_dag",
+        trigger_dag_id=TRAIN_DAG,
         trigger_run_id="after__{{ run_id }}",
         conf={"decision": decision},
         skip_when_already_exists=True,

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-WORKSPACE = Path(os.environ.get("MAINSTEM_WORKSPACE") or Path(__file__).resolve().parents[1])
-WORKSPACE_POOL = "mainstem_workspace"
+from mainstem.dag_wiring import TRAIN_DAG, WORKSPACE_POOL, workspace_for
+
+WORKSPACE = workspace_for(__file__)
 
 
 @dag(
-    dag_id="train_pipeline_dag",
+    dag_id=TRAIN_DAG,
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,

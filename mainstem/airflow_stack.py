@@ -23,11 +23,10 @@ from typing import Any
 from urllib.parse import quote
 
 from mainstem.commands import tool_env
+from mainstem.dag_wiring import DATA_DAG, POLICY_DAG, TRAIN_DAG, WORKSPACE_ENV, WORKSPACE_POOL
 from mainstem.errors import MainstemError
 
-WORKSPACE_POOL = "mainstem_workspace"
 FINISHED = frozenset({"success", "failed"})
-DATA_DAG, POLICY_DAG, TRAIN_DAG = "data_pipeline_dag", "retrain_policy_dag", "train_pipeline_dag"
 
 
 def free_port() -> int:
@@ -66,7 +65,7 @@ class AirflowStack:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
-            "MAINSTEM_WORKSPACE": str(self.workspace),
+            WORKSPACE_ENV: str(self.workspace),
         }
         if self.database_url:
             settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url

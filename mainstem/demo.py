@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from mainstem.airflow_stack import AirflowStack, BatchRuns, free_port
 from mainstem.batchflow import BatchRun, process_next_batch
 from mainstem.commands import git
+from mainstem.dag_wiring import DATA_DAG
 from mainstem.decisions import record_decision
 from mainstem.dropfolder import Idle, Rejected
 from mainstem.durable import read_json
@@ -175,7 +176,7 @@ def run_with_airflow(workspace: Path, base: Path, out: TextIO) -> None:
     started = time.monotonic()
     stack.start()
     try:
-        stack.wait_for_run("data_pipeline_dag", timeout=180)  # the first scheduled run
+        stack.wait_for_run(DATA_DAG, timeout=180)  # the first scheduled run
         print(f"ready in {time.monotonic() - started:.0f} s", file=out, flush=True)
         incoming = load_params(workspace).ingest.incoming_dir
         last: dict[str, Any] | None = None

@@ -1,0 +1,21 @@
+"""What the DAG files share: their ids, the workspace pool, and where their workspace is.
+
+In: a DAG file's path and the environment. Out: names and a path. The DAG files import this at
+parse time, so it imports nothing heavy; the local Airflow launcher uses the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DAG = "data_pipeline_dag"
+POLICY_DAG = "retrain_policy_dag"
+TRAIN_DAG = "train_pipeline_dag"
+WORKSPACE_POOL = "mainstem_workspace"  # one slot: DVC and git steps of a workspace never overlap
+WORKSPACE_ENV = "MAINSTEM_WORKSPACE"
+
+
+def workspace_for(dag_file: str) -> Path:
+    """`MAINSTEM_WORKSPACE` when set, else the workspace whose `dags/` holds `dag_file`."""
+    return Path(os.environ.get(WORKSPACE_ENV) or Path(dag_file).resolve().parents[1])
