@@ -18,7 +18,7 @@ from typing import Any
 from mainstem import lock
 from mainstem.decisions import last_decision
 from mainstem.delivery import MANIFEST, READY, scan
-from mainstem.durable import read_json
+from mainstem.durable import read_json_object
 from mainstem.errors import MainstemError
 from mainstem.ingest import list_raw_batches
 from mainstem.params import Params
@@ -32,14 +32,6 @@ _LISTED = 10
 
 def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-def _read_dict(path: Path) -> dict[str, Any] | None:
-    try:
-        value = read_json(path)
-    except (FileNotFoundError, NotADirectoryError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def incoming_status(params: Params, now: float) -> dict[str, Any]:
@@ -90,13 +82,13 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
     """
     validated = params.validate.validated_dir
     quarantine = params.ingest.quarantine_dir
-    manifest = _read_dict(params.merge.master_dir / MASTER_MANIFEST) or {}
+    manifest = read_json_object(params.merge.master_dir / MASTER_MANIFEST) or {}
     merged = {str(b.get("batch_id")) for b in manifest.get("batches", []) if isinstance(b, dict)}
     batches: list[tuple[float, dict[str, Any]]] = []
     ingested = set()
     for raw in list_raw_batches(params.ingest.raw_dir):
         ingested.add(raw.batch_id)
-        report = _read_dict(validated / raw.batch_id / REPORT)
+        report = read_json_object(validated / raw.batch_id / REPORT)
         entry: dict[str, Any] = {
             "batch_id": raw.batch_id,
             "sequence": raw.sequence,
@@ -120,7 +112,7 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
         batches.append((float(raw.sequence), entry))
     if quarantine.is_dir():
         for folder in sorted(quarantine.iterdir()):
-            report = _read_dict(folder / REPORT)
+            report = read_json_object(folder / REPORT)
             if folder.name in ingested or report is None:
                 continue
             stamp = (folder / REPORT).stat().st_mtime

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mainstem.durable import read_json
+from mainstem.durable import read_json_object
 
 STATE = "_state.json"
 IMAGES = "images"
@@ -20,18 +20,10 @@ ACCEPTED = "accepted.parquet"
 REJECTED = "rejected.parquet"
 
 
-def _read_object(path: Path) -> dict[str, Any] | None:
-    try:
-        value = read_json(path)
-    except (FileNotFoundError, NotADirectoryError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def read_state(validated_dir: Path) -> dict[str, Any]:
-    return _read_object(validated_dir / STATE) or {}
+    return read_json_object(validated_dir / STATE) or {}
 
 
 def read_report(validated_dir: Path, batch_id: str) -> dict[str, Any] | None:
     """A batch's validation report, or None when the batch has not been validated."""
-    return _read_object(validated_dir / batch_id / REPORT)
+    return read_json_object(validated_dir / batch_id / REPORT)
