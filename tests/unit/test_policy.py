@@ -12,21 +12,11 @@ from mlflow import MlflowClient
 
 from mainstem.policy import PolicyError, RetrainDecision, decide_retrain, explain
 from mainstem.registry import RegistryError, connect
-from tests.mlflow_store import copy_store, empty_store, log_run, register
+from tests.mlflow_store import log_run, register
 
 EXPERIMENT = "mainstem-produce"
 MODEL = "produce-grade"
 ALIAS = "production"
-
-
-@pytest.fixture(scope="module")
-def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return empty_store(tmp_path_factory.mktemp("mlflow-template") / "mlflow.db")
-
-
-@pytest.fixture
-def client(store_template: Path, tmp_path: Path) -> MlflowClient:
-    return connect(copy_store(store_template, tmp_path / "mlflow"))
 
 
 @pytest.fixture

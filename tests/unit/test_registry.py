@@ -9,25 +9,14 @@ from mlflow import MlflowClient
 
 from mainstem.registry import (
     RegistryError,
-    connect,
     ensure_experiment,
     promote_if_better,
     resolve_production,
 )
-from tests.mlflow_store import copy_store, empty_store, log_run, register
+from tests.mlflow_store import log_run, register
 
 MODEL = "produce-grade"
 ALIAS = "production"
-
-
-@pytest.fixture(scope="module")
-def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return empty_store(tmp_path_factory.mktemp("mlflow-template") / "mlflow.db")
-
-
-@pytest.fixture
-def client(store_template: Path, tmp_path: Path) -> MlflowClient:
-    return connect(copy_store(store_template, tmp_path / "mlflow"))
 
 
 def _new_version(client: MlflowClient, experiment: str, score: float, start: int) -> str:
