@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,9 +95,11 @@ def clear_leftovers(params: Params) -> list[Path]:
 def run_dvc(root: Path, args: list[str], batch_id: str) -> str:
     """Run one dvc command for the claimed batch; a BatchFailed naming the failed stage if not."""
     crashpoints.reach(f"dvc {args[0]}")
-    completed = dvc(args, root, check=False)
+    # a person at a terminal sees DVC's own transfer bars for a push; its errors reach them too
+    shown = args[0] == "push" and sys.stderr.isatty()
+    completed = dvc(args, root, check=False, show_progress=shown)
     if completed.returncode != 0:
-        output = f"{completed.stderr}\n{completed.stdout}"
+        output = f"{completed.stderr or ''}\n{completed.stdout}"
         causes = _STAGE_ERROR.findall(output) or output.strip().splitlines()[-5:]
         raise BatchFailed(
             f"batch {batch_id}: `dvc {' '.join(args)}` failed: " + " | ".join(causes) + ". "
@@ -183,7 +186,7 @@ def process_next_batch(
     run_dvc(root, repro_args(), claim.batch_id)
     owner = lock.heartbeat(incoming, claim.owner, time.time())
     if remote_configured(root):
-        run_dvc(root, ["push", "--quiet"], claim.batch_id)
+        run_dvc(root, ["push"], claim.batch_id)
     commit = record_lineage(params, claim.batch_id, claim.duplicate)
     rows = master_rows(params)
     crashpoints.reach("publish master_rows")

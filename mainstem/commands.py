@@ -32,10 +32,21 @@ def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run(
-    args: list[str], cwd: Path, check: bool = True, extra_env: Mapping[str, str] | None = None
+    args: list[str],
+    cwd: Path,
+    check: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+    show_stderr: bool = False,
 ) -> subprocess.CompletedProcess[str]:
+    """Run a command; its stdout is captured, and its stderr too unless `show_stderr`."""
     completed = subprocess.run(
-        args, cwd=cwd, env=tool_env(extra_env), capture_output=True, text=True, check=False
+        args,
+        cwd=cwd,
+        env=tool_env(extra_env),
+        stdout=subprocess.PIPE,
+        stderr=None if show_stderr else subprocess.PIPE,
+        text=True,
+        check=False,
     )
     if check and completed.returncode != 0:
         output = (completed.stderr or completed.stdout).strip().splitlines()
@@ -46,8 +57,11 @@ def run(
     return completed
 
 
-def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run([sys.executable, "-m", "dvc", *args], cwd, check)
+def dvc(
+    args: list[str], cwd: Path, check: bool = True, show_progress: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run `dvc ARGS`; with `show_progress`, DVC draws its own progress bars on our stderr."""
+    return run([sys.executable, "-m", "dvc", *args], cwd, check, show_stderr=show_progress)
 
 
 def git(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:

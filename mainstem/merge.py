@@ -41,6 +41,7 @@ from mainstem.master import (
     read_part,
 )
 from mainstem.params import MergeParams, Params
+from mainstem.progress import progress
 from mainstem.validated_layout import ACCEPTED, read_report
 
 log = logging.getLogger(__name__)
@@ -186,8 +187,15 @@ def apply_batches(
 
     # two threads per core: while one waits for its part's fsync, the other keeps the core busy
     workers = min(workers or 2 * (os.cpu_count() or 1), len(todo)) or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        counts = dict(zip(list(todo), pool.map(write, list(todo)), strict=True))
+    names = list(todo)
+    counts: dict[str, int] = {}
+    with (
+        progress(len(names), "merge", unit="part") as bar,
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
+        for name, rows in zip(names, pool.map(write, names), strict=True):
+            counts[name] = rows
+            bar.update(1)
     manifest.parts.update(counts)
     return manifest, sorted(counts)
 

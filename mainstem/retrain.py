@@ -13,6 +13,7 @@ dry run and the demo do.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,7 +134,7 @@ def train_from_decision(
     request_training(params, decision, requested_by)
     dvc(["repro", "train"], root)
     if remote_configured(root):
-        dvc(["push", "--quiet"], root)
+        dvc(["push"], root, show_progress=sys.stderr.isatty())
     return training_outcome(params, commit_training(params))
 
 

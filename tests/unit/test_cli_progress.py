@@ -13,12 +13,17 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 
+from mainstem import merge
 from mainstem import progress as progress_module
 from mainstem.cli import main
+from mainstem.master import AppliedBatch, Manifest, Partitioning
 from mainstem.progress import progress
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +110,46 @@ def test_a_step_off_a_terminal_draws_nothing(capsys: pytest.CaptureFixture[str])
         time.sleep(1.2)
         bar.update(3)
     assert capsys.readouterr().err == ""
+
+
+def _drawn_on_a_terminal(monkeypatch: pytest.MonkeyPatch, step: Callable[[], object]) -> bytes:
+    """What `step` drew on a 100-column terminal standing in for stderr."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    drawn = b""
+    with os.fdopen(terminal, "w", encoding="utf-8") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        step()
+        stream.flush()
+        os.set_blocking(controller, False)
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(controller, 65536):
+                drawn += chunk
+    os.close(controller)
+    return drawn
+
+
+def test_a_long_merge_draws_a_bar_of_parts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    schema = pa.schema([pa.field("item_id", pa.int64(), nullable=False)])
+    empty = Manifest("test/v1", "item_id", Partitioning("range", 10), "fingerprint")
+    rows = pa.table({"item_id": list(range(40))}, schema=schema)
+    applied = AppliedBatch("b1", 1, "accepted", "sha", rows.num_rows)
+    rewrite = merge.rewrite_part
+
+    def slow_rewrite(*args: Any) -> pa.Table:
+        time.sleep(0.4)  # a part of a large master; the bar appears after a second
+        return rewrite(*args)
+
+    monkeypatch.setattr(merge, "rewrite_part", slow_rewrite)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    drawn = _drawn_on_a_terminal(
+        monkeypatch,
+        lambda: merge.apply_batches(
+            tmp_path, empty, [merge.PendingBatch(applied, rows)], schema, staged, workers=1
+        ),
+    )
+    assert b"merge" in drawn and b"part" in drawn
+    assert sorted(p.name for p in staged.iterdir()) == [
+        f"part-{index:012d}.parquet" for index in range(4)
+    ]
