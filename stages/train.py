@@ -5,103 +5,15 @@ training happens when the retrain policy (or a person) writes a request. `{}` me
 and the stage then writes an empty model folder and `{"trained": false}`, the same every time.
 """
 
-import logging
-
-import numpy as np
-import pandas as pd
-import yaml
-
-from mainstem.commands import git
 from mainstem.console import run_entry
-from mainstem.durable import fresh_dir, publish_dir, read_json, staging_path, write_json
-from mainstem.errors import MainstemError
-from mainstem.metrics import read_metric
+from mainstem.durable import write_json
 from mainstem.params import load_params
-from mainstem.registry import connect, ensure_experiment, experiment_name, record_training
-from mainstem.registry import tracking_uri as store_uri
-from mainstem.training import (
-    KEY,
-    LABEL,
-    QUALITY_METRICS,
-    check_request,
-    feature_matrix,
-    fit_model,
-    held_out,
-    master_hash,
-    mean_rgb,
-    parse_request,
-    run_record,
-    scores,
-)
-
-log = logging.getLogger("train")
+from mainstem.training_job import run_requested_training
 
 
 def main() -> None:
     params = load_params()
-    train = params.train
-    request = parse_request(read_json(train.request_file))
-    if request is None:
-        log.info("no training requested (%s is {})", train.request_file.name)
-        fresh_dir(train.model_dir)
-        write_json(train.metrics_file, {"trained": False})
-        return
-
-    if train.eval_metric not in QUALITY_METRICS:
-        raise MainstemError(
-            f"params.yaml: train.eval_metric '{train.eval_metric}' is not one of "
-            f"{', '.join(QUALITY_METRICS)}"
-        )
-    root = params.root
-    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
-    master_md5 = master_hash(lock, params.merge.master_dir.relative_to(root).as_posix())
-    metrics_file = params.merge.metrics_file.relative_to(root).as_posix()
-    master_rows = int(read_metric(root, metrics_file, "master_rows"))
-    check_request(request, master_md5, master_rows)
-    master = pd.read_parquet(params.merge.master_dir)
-    if len(master) != master_rows:
-        raise MainstemError(
-            f"{params.merge.master_dir} holds {len(master)} rows, {metrics_file} says "
-            f"{master_rows}; run `dvc checkout` to restore the tracked master"
-        )
-
-    images = params.validate.validated_dir / "images"
-    colours = np.array([mean_rgb((images / name).read_bytes()) for name in master["image_file"]])
-    features, names = feature_matrix(master, colours, train.feature_version)
-    labels = master[LABEL].astype(str).to_numpy()
-    test = held_out(master[KEY], train.seed, train.split_version, train.test_fraction)
-    model = fit_model(train.model_version, features[~test], labels[~test], train.seed)
-    quality = scores(labels[test], model.predict(features[test]))
-
-    client = connect(store_uri(params))
-    experiment_id = ensure_experiment(client, experiment_name(params))
-    lineage = {
-        "git_commit": git(["rev-parse", "HEAD"], root).stdout.strip(),
-        "master_md5": master_md5,
-        "requested_at": request.requested_at,
-        "requested_by": request.requested_by,
-        "request_reason": request.reason,
-    }
-    run = run_record(train, names, master_rows, test, quality, lineage)
-    staged = staging_path(train.model_dir, "train")
-    fresh_dir(staged).rmdir()
-    registered = (train.model_name, train.production_alias, train.eval_metric)
-    outcome = record_training(client, experiment_id, model, features[:5], run, registered, staged)
-    publish_dir(staged, train.model_dir)
-    write_json(
-        train.metrics_file,
-        {
-            "trained": True,
-            "run_id": outcome.run_id,
-            "model_version": outcome.model_version,
-            "promoted": outcome.promotion.promoted,
-            "production_version": outcome.promotion.alias_version,
-            **run["metrics"],
-        },
-    )
-    log.info(
-        "run %s, version %s: %s", outcome.run_id, outcome.model_version, outcome.promotion.reason
-    )
+    write_json(params.train.metrics_file, run_requested_training(params))
 
 
 if __name__ == "__main__":
