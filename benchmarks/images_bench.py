@@ -74,8 +74,14 @@ def floor(paths: list[Path], rule: ImageRule) -> float:
     jobs = [(str(p), rule.width, rule.height, rule.format) for p in paths]
     workers = os.cpu_count() or 1
     start = time.perf_counter()
-    with get_context("fork").Pool(workers) as pool:
+    pool = get_context("fork").Pool(workers)
+    try:
         pool.map(_bare, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
+    finally:
+        # close + join lets idle workers exit on their own; `with Pool` would terminate them by
+        # SIGTERM, which a worker forked from a process with a SIGTERM handler may ignore
+        pool.close()
+        pool.join()
     return time.perf_counter() - start
 
 

@@ -6,6 +6,7 @@ template is built per session and each test gets its own copy of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -34,6 +35,19 @@ def pytest_configure(config: pytest.Config) -> None:
     bin_dir = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(bin_dir):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Kill child processes a test left running, and say which: a leak must not hang CI."""
+    import psutil
+
+    leftovers = psutil.Process().children(recursive=True)
+    for child in leftovers:
+        with contextlib.suppress(psutil.Error):
+            print(f"\nleft running by a test, now killed: pid {child.pid} {child.cmdline()}")
+            child.kill()
+    psutil.wait_procs(leftovers, timeout=10)
+    shutil.rmtree(os.environ.get("AIRFLOW_HOME", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
