@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,12 +26,6 @@ from mainstem.dag_wiring import DATA_DAG, POLICY_DAG, TRAIN_DAG, WORKSPACE_ENV, 
 from mainstem.errors import MainstemError
 
 FINISHED = frozenset({"success", "failed"})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

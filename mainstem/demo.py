@@ -18,13 +18,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from mainstem.airflow_stack import AirflowStack, BatchRuns, free_port
+from mainstem.airflow_stack import AirflowStack, BatchRuns
 from mainstem.batchflow import BatchRun, process_next_batch
 from mainstem.commands import git
 from mainstem.dag_wiring import DATA_DAG
 from mainstem.decisions import record_decision
 from mainstem.dropfolder import Idle, Rejected
 from mainstem.durable import read_json
+from mainstem.local_services import free_port
 from mainstem.params import load_params
 from mainstem.policy import RetrainDecision, explain
 from mainstem.retrain import TrainingOutcome, train_from_decision, workspace_decision

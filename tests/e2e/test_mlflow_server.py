@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,76 +9,29 @@ import pytest
 from mlflow import MlflowClient
 
 from mainstem.batchflow import process_next_batch
+from mainstem.local_services import MlflowServer, free_port
 from mainstem.params import load_params
 from mainstem.retrain import train_from_decision, workspace_decision
 from mainstem.samples import BatchSpec
 from tests.conftest import Deliver
 
 pytestmark = pytest.mark.e2e
-_READY_SECONDS = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """A lean `mlflow server` (one worker, no job runner) over SQLite; its URL."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "mlflow-server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'server.db'}",
-        "--artifacts-destination",
-        str(tmp_path / "server-artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    server = MlflowServer(
+        backend_store_uri=f"sqlite:///{tmp_path / 'server.db'}",
+        artifacts=tmp_path / "server-artifacts",
+        port=free_port(),
+        log_file=tmp_path / "mlflow-server.log",
+    )
+    server.start(timeout=90)
     try:
-        deadline = time.monotonic() + _READY_SECONDS
-        while not _healthy(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    f"mlflow server did not become healthy:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-        yield url
+        yield server.url
     finally:
-        # The server runs its worker in child processes: stop the whole group it leads.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        server.stop()
 
 
 def test_train_and_decide_through_a_real_mlflow_server(
