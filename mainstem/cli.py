@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    demo = verbs.add_parser("demo", help="run the whole flow on sample data in .demo/")
+    demo = verbs.add_parser(
+        "demo", help="run sample batches through Airflow (or --direct: dvc repro) in .demo/"
+    )
     demo.add_argument("--base", help="folder for the demo workspace (default: .demo/)")
     demo.add_argument(
         "--direct",
