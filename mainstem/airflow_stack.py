@@ -4,11 +4,16 @@ In: a pipeline workspace, a home folder for Airflow's state, a port, optionally 
 Out: running processes with the workspace's `dags/` loaded and unpaused, the `mainstem_workspace`
 pool created, and helpers to trigger DAG runs and wait for them through the REST API. `stop()`
 terminates every process it started. Used by `make airflow`, the demo and the end-to-end tests.
+
+A stack that owns its processes records them, with its own pid, in `<home>/processes.json`: when
+the launcher is killed before it can stop them, the next start in that home (or `stop_orphans`)
+finds the components still running and stops them, instead of running two schedulers at once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,9 +28,37 @@ from urllib.parse import quote
 
 from mainstem.commands import tool_env
 from mainstem.dag_wiring import DATA_DAG, POLICY_DAG, TRAIN_DAG, WORKSPACE_ENV, WORKSPACE_POOL
+from mainstem.durable import read_json, write_json
 from mainstem.errors import MainstemError
+from mainstem.local_services import ProcessRecord, port_is_free
 
+log = logging.getLogger(__name__)
 FINISHED = frozenset({"success", "failed"})
+RECORD_FILE = "processes.json"
+
+
+def stop_orphans(home: Path) -> list[str]:
+    """Stop the components an Airflow launcher in `home` started and did not live to stop.
+
+    Returns the names stopped. Raises when the launcher itself still runs: that Airflow is in use.
+    """
+    try:
+        recorded = read_json(home / RECORD_FILE)
+    except FileNotFoundError:
+        return []
+    launcher = ProcessRecord(**recorded["launcher"])
+    components = [ProcessRecord(**record) for record in recorded["processes"]]
+    alive = [record for record in components if record.alive()]
+    if alive and launcher.alive() and launcher.pid != os.getpid():
+        raise MainstemError(
+            f"an Airflow for {home} is running under process {launcher.pid} "
+            f"({', '.join(record.name for record in alive)}); stop it (Ctrl-C where it runs, "
+            "or `make stack-down` for `make stack`) and try again"
+        )
+    for record in alive:
+        record.stop()
+    (home / RECORD_FILE).unlink()
+    return [record.name for record in alive]
 
 
 @dataclass
@@ -34,6 +67,7 @@ class AirflowStack:
     home: Path
     port: int = 8080
     database_url: str | None = None
+    owns_processes: bool = True  # False when a caller records and stops them (`make stack`)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _token: str | None = None
 
@@ -79,6 +113,15 @@ class AirflowStack:
 
     def start(self, timeout: float = 180.0) -> None:
         """Migrate the metadata DB, create the pool, start the three components, wait for them."""
+        if self.owns_processes:
+            left = stop_orphans(self.home)
+            if left:
+                log.warning("stopped what an earlier Airflow here left: %s", ", ".join(left))
+        if not port_is_free(self.port):
+            raise MainstemError(
+                f"port {self.port} on 127.0.0.1 is taken (by `make stack`, another `make airflow`"
+                " or something else); stop that, or choose another port (`--port`)"
+            )
         self.home.mkdir(parents=True, exist_ok=True)
         self._airflow("db", "migrate")
         self._airflow("pools", "set", WORKSPACE_POOL, "1", "DVC and git steps of the workspace")
@@ -91,19 +134,33 @@ class AirflowStack:
             "dag-processor": [airflow, "dag-processor"],
         }
         for name, command in commands.items():
-            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+            output = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
             self.processes[name] = subprocess.Popen(
                 command,
                 env=self.env(),
-                stdout=log,
+                stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if self.owns_processes:
+            self._record()
         try:
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
+
+    def _record(self) -> None:
+        write_json(
+            self.home / RECORD_FILE,
+            {
+                "launcher": ProcessRecord.of("launcher", os.getpid()).to_json(),
+                "processes": [
+                    ProcessRecord.of(name, proc.pid).to_json()
+                    for name, proc in self.processes.items()
+                ],
+            },
+        )
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -135,6 +192,8 @@ class AirflowStack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if self.processes and self.owns_processes:
+            (self.home / RECORD_FILE).unlink(missing_ok=True)
         self.processes.clear()
 
     def token(self) -> str:
@@ -268,7 +327,11 @@ def serve(workspace: Path, home: Path, port: int) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        stack.start()
+        stack.start()  # which stops what it started if it fails
+    except KeyboardInterrupt:
+        print("Airflow stopped before it was ready.", flush=True)
+        return
+    try:
         print(
             f"Airflow UI: {stack.url}  (log in as admin / {stack.password()})\n"
             "DAGs are unpaused; drop a batch with `mainstem submit --workspace "
@@ -285,9 +348,11 @@ def serve(workspace: Path, home: Path, port: int) -> None:
         print("Airflow stopped.", flush=True)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """`make airflow`: errors as one line saying what to fix, not a traceback."""
     import argparse
 
+    from mainstem.console import run_entry
     from mainstem.workspace import create_workspace, source_root
 
     parser = argparse.ArgumentParser(description="Run a local Airflow for a pipeline workspace.")
@@ -295,8 +360,16 @@ if __name__ == "__main__":
     parser.add_argument("--home", help="Airflow state folder (default: <workspace>/../airflow)")
     parser.add_argument("--port", type=int, default=8080)
     options = parser.parse_args()
-    root = Path(options.workspace).resolve()
-    if not (root / "dvc.yaml").exists():
-        print(f"no workspace at {root}; creating one", flush=True)
-        create_workspace(root)
-    serve(root, Path(options.home or root.parent / "airflow").resolve(), options.port)
+
+    def run() -> None:
+        root = Path(options.workspace).resolve()
+        if not (root / "dvc.yaml").exists():
+            print(f"no workspace at {root}; creating one", flush=True)
+            create_workspace(root)
+        serve(root, Path(options.home or root.parent / "airflow").resolve(), options.port)
+
+    run_entry(run, "make airflow")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,9 @@ delivered and processed one at a time, and a printed account of each batch. Then
 retrain policy's decision chain, a training when it says so (the new MLflow run, and where the
 production alias points), and a second pass of batches where the policy says "no" below the
 threshold and "yes" once it is crossed. Every run starts over from an empty base folder, so
-left-overs of an earlier run never get in the way.
+left-overs of an earlier run never get in the way: an Airflow that an interrupted demo left
+running is stopped first. A folder some other live process uses (`make airflow`, `make stack`, a
+shell in the workspace) is never deleted; the demo says which process to stop, and stops.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from mainstem.airflow_stack import AirflowStack, BatchRuns
+from mainstem.airflow_stack import AirflowStack, BatchRuns, stop_orphans
 from mainstem.batchflow import BatchRun, process_next_batch
 from mainstem.commands import git
 from mainstem.dag_wiring import DATA_DAG
 from mainstem.decisions import record_decision
 from mainstem.dropfolder import Idle, Rejected
 from mainstem.durable import read_json
+from mainstem.errors import MainstemError
 from mainstem.local_services import free_port
+from mainstem.occupancy import processes_using
 from mainstem.params import load_params
 from mainstem.policy import RetrainDecision, explain
 from mainstem.retrain import TrainingOutcome, train_from_decision, workspace_decision
@@ -204,6 +208,21 @@ def run_with_airflow(workspace: Path, base: Path, out: TextIO) -> None:
         print("\nAirflow stopped.", file=out, flush=True)
 
 
+def clear_base(base: Path, out: TextIO) -> None:
+    """Delete an earlier demo's folder, unless a live process (not its left-overs) uses it."""
+    left = stop_orphans(base / "airflow")
+    if left:
+        print(f"stopped what an interrupted demo left running: {', '.join(left)}", file=out)
+    users = processes_using(base)
+    if users:
+        raise MainstemError(
+            f"{base} is in use by {'; '.join(users)}; stop "
+            f"{'it' if len(users) == 1 else 'them'} (`make stack-down` stops `make stack`, Ctrl-C "
+            "stops `make airflow`) and run the demo again. Nothing was deleted."
+        )
+    shutil.rmtree(base)
+
+
 def run_demo(base: Path, out: TextIO, direct: bool = False) -> Path:
     """Start over in `base`, process the sample batches, and print what happened.
 
@@ -211,7 +230,7 @@ def run_demo(base: Path, out: TextIO, direct: bool = False) -> Path:
     in this process instead, for a quick look.
     """
     if base.exists():
-        shutil.rmtree(base)
+        clear_base(base, out)
     base.mkdir(parents=True)
     print(f"workspace: {base / 'workspace'} (DVC remote: {base / 'remote'})", file=out)
     workspace = create_workspace(base / "workspace")

@@ -82,7 +82,7 @@ def stack_up(state_dir: Path, workspace: Path, ports: StackPorts) -> dict[str, A
     postgres = PostgresCluster(state_dir / "postgres", ports.postgres)
     artifacts, mlflow_log = state_dir / "mlflow-artifacts", state_dir / "mlflow.log"
     mlflow = MlflowServer("", artifacts, ports.mlflow, mlflow_log)
-    airflow = AirflowStack(workspace, state_dir / "airflow", ports.airflow)
+    airflow = AirflowStack(workspace, state_dir / "airflow", ports.airflow, owns_processes=False)
     try:
         postgres.init()
         postgres.start()
