@@ -141,10 +141,13 @@ def record_lineage(params: Params, batch_id: str, duplicate: bool | None = None)
     return record(params.root, lineage_paths(params), message)
 
 
-def release(params: Params, batch_id: str) -> dict[str, Any]:
-    """Release the drop folder; the batch's report (quarantined with it when rejected)."""
+def release(params: Params, batch_id: str, owner: lock.LockOwner | None = None) -> dict[str, Any]:
+    """Release the drop folder; the batch's report (quarantined with it when rejected).
+
+    With `owner`, the lock is dropped only while that claim still holds it.
+    """
     report = batch_report(params, batch_id)
-    release_batch(params.ingest, report if report["status"] == "rejected" else None)
+    release_batch(params.ingest, report if report["status"] == "rejected" else None, owner)
     return report
 
 
@@ -192,6 +195,5 @@ def process_next_batch(
     crashpoints.reach("publish master_rows")
     if publish_rows is not None:
         publish_rows(rows)
-    lock.heartbeat(incoming, owner, time.time())
-    report = release(params, claim.batch_id)
+    report = release(params, claim.batch_id, owner)  # which renews the lock first
     return BatchRun(claim, report, rows, commit)

@@ -33,13 +33,18 @@ class MissingDecision(MainstemError):
     """A training run started without the retrain decision it must carry; a retry cannot help."""
 
 
-def hold_lock(params: Params, owner_id: str) -> lock.LockOwner:
-    """Renew this run's lock with the current process as holder; fail if the run lost it."""
+def own_lock(params: Params, owner_id: str) -> lock.LockOwner:
+    """This run's lock as it stands; fail if the run lost it."""
     holder = lock.read_owner(params.ingest.incoming_dir)
     if holder is None or holder.run_id != owner_id:
         held_by = holder.describe() if holder else "nobody"
         raise LockError(f"run {owner_id} no longer holds the batch lock (held by {held_by})")
-    return lock.heartbeat(params.ingest.incoming_dir, holder, time.time())
+    return holder
+
+
+def hold_lock(params: Params, owner_id: str) -> lock.LockOwner:
+    """Renew this run's lock with the current process as holder; fail if the run lost it."""
+    return lock.heartbeat(params.ingest.incoming_dir, own_lock(params, owner_id), time.time())
 
 
 def claim(root: Path, owner_id: str) -> dict[str, Any] | None:
@@ -109,9 +114,9 @@ def publish(root: Path, set_variable: Callable[[str, str], None]) -> int:
 def release(root: Path, owner_id: str) -> dict[str, Any]:
     """Release the drop folder; raise BatchRejected (after quarantining) if the contract said no."""
     params = load_params(root)
-    hold_lock(params, owner_id)
+    owner = own_lock(params, owner_id)  # the release renews and re-checks it before any change
     batch_id = batchflow.claimed_batch_id(params)
-    report = batchflow.release(params, batch_id)
+    report = batchflow.release(params, batch_id, owner)
     figures = {k: report[k] for k in ("batch_id", "status", "rows_in", "rows_accepted")}
     if report["status"] == "rejected":
         where = params.ingest.quarantine_dir / batch_id

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -323,14 +324,20 @@ def _all_entries(incoming: Path) -> list[str]:
     return sorted({rel for rel, _info in found} | {p.path for p in problems})
 
 
-def release_batch(params: IngestParams, rejected_report: dict[str, object] | None) -> list[str]:
+def release_batch(
+    params: IngestParams, rejected_report: dict[str, object] | None, owner: LockOwner | None = None
+) -> list[str]:
     """Clear the claimed batch from the drop folder and drop the lock; the files left behind.
 
     Files are removed only when their bytes still equal the claim's record; anything else (a
     file changed after the claim, a new delivery written too early) stays for the operator. A
     batch the contract rejected is moved to quarantine with its report instead of being removed.
+    With `owner`, nothing is touched unless the lock is still that claim, and the lock is dropped
+    only while it is (see `lock.release`); otherwise a LockError says who holds it now.
     """
     incoming = params.incoming_dir
+    if owner is not None:
+        lock.heartbeat(incoming, owner, time.time())
     ticket = read_ticket(params)
     batch_id = str(ticket.get("batch_id") or batch_id_of([]))
     files = ticket_files(ticket)
@@ -358,7 +365,7 @@ def release_batch(params: IngestParams, rejected_report: dict[str, object] | Non
     leftovers = [printable(rel) for rel in _all_entries(incoming)]
     if leftovers:
         log.warning("left in %s after batch %s: %s", incoming, batch_id, leftovers)
-    lock.release(incoming)
+    lock.release(incoming, owner)
     return leftovers
 
 

@@ -232,9 +232,26 @@ def heartbeat(incoming: Path, owner: LockOwner, now: float) -> LockOwner:
     return renewed
 
 
-def release(incoming: Path) -> None:
-    """Remove the lock. Removing a lock that is already gone is not an error."""
+def release(incoming: Path, owner: LockOwner | None = None) -> None:
+    """Remove the lock. Removing a lock that is already gone is not an error.
+
+    With `owner`, the lock is removed only while it is still that claim, checked under the claim
+    mutex: a run taken for dead, whose batch another claimant recovered, must not drop the new
+    holder's lock. It gets a LockError instead, and the lock stays.
+    """
     with storage_errors(f"could not remove the lock in {incoming}"):
-        crashpoints.reach("release lock")
-        lock_path(incoming).unlink(missing_ok=True)
-        fsync_dir(incoming)
+        if owner is None:
+            crashpoints.reach("release lock")
+            lock_path(incoming).unlink(missing_ok=True)
+            fsync_dir(incoming)
+            return
+        with claim_mutex(incoming):
+            current = read_owner(incoming)
+            if current is not None and not _same_claim(current, owner):
+                raise LockError(
+                    f"run {owner.run_id} did not release the batch lock in {incoming}: "
+                    f"{current.describe()} holds it now"
+                )
+            crashpoints.reach("release lock")
+            lock_path(incoming).unlink(missing_ok=True)
+            fsync_dir(incoming)

@@ -209,6 +209,29 @@ def test_holder_whose_lock_was_recovered_cannot_renew_it(
     assert holder is not None and holder.run_id == "rescuer"
 
 
+def test_holder_whose_lock_was_recovered_cannot_release_it(
+    params: IngestParams, tmp_path: Path
+) -> None:
+    now = _deliver(params, _batch(tmp_path / "b1", "a"))
+    zombie = claim_batch(params, "zombie", now)
+    assert isinstance(zombie, Claimed)
+    ingest_claimed(params)
+    rescuer = claim_batch(params, "rescuer", now + params.stale_lock_seconds + 1)
+    assert isinstance(rescuer, Claimed)
+
+    delivered = _payload(params.incoming_dir)
+    with pytest.raises(LockError, match=r"lost the batch lock.*rescuer"):
+        release_batch(params, None, zombie.owner)
+    assert _payload(params.incoming_dir) == delivered
+    with pytest.raises(LockError, match=r"did not release the batch lock.*rescuer"):
+        lock.release(params.incoming_dir, zombie.owner)
+
+    holder = lock.read_owner(params.incoming_dir)
+    assert holder is not None and holder.run_id == "rescuer"
+    release_batch(params, None, rescuer.owner)
+    assert lock.read_owner(params.incoming_dir) is None
+
+
 def test_unreaped_owner_process_counts_as_dead(params: IngestParams) -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.monotonic() + 10
