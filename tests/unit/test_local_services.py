@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -16,6 +17,9 @@ from mainstem.local_services import ProcessRecord, port_is_free
 def group() -> Iterator[subprocess.Popen[bytes]]:
     """A shell leading its own session, with a child of its own, as the services run."""
     process = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not psutil.Process(process.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the shell forks its child a moment after it starts
     yield process
     if process.poll() is None:
         process.kill()
