@@ -86,22 +86,13 @@ def test_submit_is_silent_when_stderr_is_not_a_terminal(settings: Path, tmp_path
 
 
 def test_a_long_step_draws_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
-    drawn = b""
-    with os.fdopen(terminal, "w", encoding="utf-8") as stream:
-        monkeypatch.setattr(sys, "stderr", stream)
+    def step() -> None:
         with progress(4, "canonicalizing", unit="img") as bar:
             for _ in range(4):
                 time.sleep(0.4)  # the bar appears once a step has run for a second
                 bar.update(1)
-        stream.flush()
-        os.set_blocking(controller, False)
-        # Read while the terminal side is open: Linux drops unread output once it closes.
-        with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(controller, 65536):
-                drawn += chunk
-    os.close(controller)
+
+    drawn = _drawn_on_a_terminal(monkeypatch, step)
     assert b"canonicalizing" in drawn and b"img" in drawn
 
 
@@ -122,6 +113,7 @@ def _drawn_on_a_terminal(monkeypatch: pytest.MonkeyPatch, step: Callable[[], obj
         step()
         stream.flush()
         os.set_blocking(controller, False)
+        # Read while the terminal side is open: Linux drops unread output once it closes.
         with contextlib.suppress(BlockingIOError):
             while chunk := os.read(controller, 65536):
                 drawn += chunk
