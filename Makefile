@@ -21,7 +21,7 @@ demo: install  ## run the whole flow on sample data in .demo/
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem demo
 
 airflow: install  ## Airflow UI on 127.0.0.1:8080 for the demo workspace; Ctrl-C stops it
-	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.airflow_stack --workspace .demo/workspace
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.local.airflow_launcher --workspace .demo/workspace
 
 test: install  ## the whole test suite, real servers included
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest
@@ -39,7 +39,7 @@ bench: install  ## timings, written to benchmarks/results/
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m benchmarks
 
 lock: install  ## refresh dvc.lock from an empty pipeline run
-	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.workspace --refresh-lock .
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.flow.workspace --refresh-lock .
 
 stack: install  ## PostgreSQL, MLflow server and Airflow on 127.0.0.1 for .demo/workspace
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem stack up

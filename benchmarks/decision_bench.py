@@ -83,8 +83,8 @@ def build_store(folder: Path, runs: int) -> str:
 
 
 def decide_once(uri: str, rows: int) -> tuple[float, bool]:
-    from mainstem.policy import decide_retrain
-    from mainstem.registry import connect
+    from mainstem.training.policy import decide_retrain
+    from mainstem.training.registry import connect
 
     start = time.perf_counter()
     decision = decide_retrain(

@@ -25,14 +25,14 @@ import pyarrow.parquet as pq
 from benchmarks.images_bench import photo
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
-from mainstem import batchflow
-from mainstem.dropfolder import Claimed, claim_batch
+from mainstem.flow import batch as batchflow
+from mainstem.flow.workspace import create_workspace, source_root
+from mainstem.intake.dropfolder import Claimed, claim_batch
+from mainstem.intake.submit import submit
+from mainstem.local.samples import SUPPLIERS
 from mainstem.params import load_params
-from mainstem.policy import decide
-from mainstem.registry import connect, tracking_uri
-from mainstem.samples import SUPPLIERS
-from mainstem.submit import submit
-from mainstem.workspace import create_workspace, source_root
+from mainstem.training.policy import decide
+from mainstem.training.registry import connect, tracking_uri
 
 
 def delivery(dest: Path, name: str, keys: np.ndarray, images: int, side: int, seed: int) -> Path:

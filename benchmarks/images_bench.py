@@ -20,9 +20,9 @@ from PIL import Image
 
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
-from mainstem.contract import load_contract
-from mainstem.images import ImageRule, canonicalize_many
-from mainstem.workspace import source_root
+from mainstem.flow.workspace import source_root
+from mainstem.validation.contract import load_contract
+from mainstem.validation.images import ImageRule, canonicalize_many
 
 _ENCODE = {"PNG": {"compress_level": 1}, "JPEG": {"quality": 95}, "WEBP": {"quality": 90}}
 

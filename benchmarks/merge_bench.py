@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 from benchmarks.data import KEY, SCHEMA, BatchSpec, Spread, rows
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
-from mainstem.columnar import ROW_GROUP_ROWS, parquet_bytes, parquet_options
-from mainstem.master import Manifest, Partitioning
-from mainstem.merge import refresh_master
+from mainstem.master.merge import refresh_master
+from mainstem.master.parts import Manifest, Partitioning
+from mainstem.validation.columnar import ROW_GROUP_ROWS, parquet_bytes, parquet_options
 
 
 class Inbox:

@@ -25,8 +25,8 @@ from benchmarks.data import SCHEMA, BatchSpec, rows
 from benchmarks.merge_bench import Inbox, empty_master
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
-from mainstem.columnar import ROW_GROUP_ROWS, parquet_bytes, parquet_options
-from mainstem.merge import refresh_master
+from mainstem.master.merge import refresh_master
+from mainstem.validation.columnar import ROW_GROUP_ROWS, parquet_bytes, parquet_options
 
 
 def new_dvc_repo(root: Path) -> Path:

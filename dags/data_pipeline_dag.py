@@ -1,4 +1,4 @@
-"""data_pipeline_dag: wiring only; every step is a function in mainstem.dag_steps."""
+"""data_pipeline_dag: wiring only; every step is a function in mainstem.flow.dag_steps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Variable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from mainstem.dag_wiring import DATA_DAG, POLICY_DAG, WORKSPACE_POOL, workspace_for
+from mainstem.names import DATA_DAG, POLICY_DAG, WORKSPACE_POOL, workspace_for
 
 WORKSPACE = workspace_for(__file__)
 
@@ -51,44 +51,44 @@ def data_pipeline_dag() -> None:
 
     @task.short_circuit
     def claim() -> dict[str, Any] | None:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         try:
             return dag_steps.claim(WORKSPACE, _owner_id())
-        except dag_steps.BatchRejected as exc:
+        except dag_steps.BatchRejectedError as exc:
             raise AirflowFailException(str(exc)) from exc
 
     @task(pool=WORKSPACE_POOL)
     def repro() -> None:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         dag_steps.repro(WORKSPACE, _owner_id())
 
     @task(pool=WORKSPACE_POOL)
     def push() -> None:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         dag_steps.push(WORKSPACE, _owner_id())
 
     @task(pool=WORKSPACE_POOL)
     def record_lineage(claimed: dict[str, Any]) -> dict[str, Any]:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         return dag_steps.record_lineage(WORKSPACE, _owner_id(), bool(claimed["duplicate"]))
 
     @task
     def publish() -> int:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         return dag_steps.publish(WORKSPACE, lambda key, value: Variable.set(key, value))
 
     @task
     def release() -> dict[str, Any]:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         try:
             return dag_steps.release(WORKSPACE, _owner_id())
-        except dag_steps.BatchRejected as exc:
+        except dag_steps.BatchRejectedError as exc:
             raise AirflowFailException(str(exc)) from exc
 
     trigger_retrain_policy = TriggerDagRunOperator(

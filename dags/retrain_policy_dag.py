@@ -1,4 +1,4 @@
-"""retrain_policy_dag: wiring only; the decision is mainstem.policy, called via dag_steps."""
+"""retrain_policy_dag: wiring only; the decision is mainstem.training.policy, called via dag_steps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Variable, dag, task
 
-from mainstem.dag_wiring import POLICY_DAG, TRAIN_DAG, workspace_for
+from mainstem.names import POLICY_DAG, TRAIN_DAG, workspace_for
 
 WORKSPACE = workspace_for(__file__)
 
@@ -45,7 +45,7 @@ def retrain_policy_dag() -> None:
     def decide() -> dict[str, Any]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         in_flight = RuntimeTaskInstance.get_dr_count(dag_id=TRAIN_DAG, states=["queued", "running"])
         return dag_steps.decide_retrain(

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from mainstem.dag_wiring import TRAIN_DAG, WORKSPACE_POOL, workspace_for
+from mainstem.names import TRAIN_DAG, WORKSPACE_POOL, workspace_for
 
 WORKSPACE = workspace_for(__file__)
 
@@ -41,25 +41,25 @@ def train_pipeline_dag() -> None:
 
     @task(pool=WORKSPACE_POOL)
     def train() -> dict[str, Any]:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         context = get_current_context()
         conf = context["dag_run"].conf or {}
         requested_by = f"{context['dag'].dag_id}/{context['run_id']}"
         try:
             return dag_steps.train(WORKSPACE, conf.get("decision") or {}, requested_by)
-        except dag_steps.MissingDecision as exc:
+        except dag_steps.MissingDecisionError as exc:
             raise AirflowFailException(str(exc)) from exc
 
     @task(pool=WORKSPACE_POOL)
     def push() -> None:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         dag_steps.push_training(WORKSPACE)
 
     @task(pool=WORKSPACE_POOL)
     def record_lineage() -> dict[str, Any]:
-        from mainstem import dag_steps
+        from mainstem.flow import dag_steps
 
         return dag_steps.record_training(WORKSPACE)
 

@@ -21,21 +21,21 @@ from mainstem.progress import show_to_children
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from mainstem.demo import default_base, run_demo
+    from mainstem.local.demo import default_base, run_demo
 
     run_demo(Path(args.base) if args.base else default_base(), sys.stdout, direct=args.direct)
 
 
 def _init(args: argparse.Namespace) -> None:
-    from mainstem.workspace import create_workspace
+    from mainstem.flow.workspace import create_workspace
 
     path = create_workspace(Path(args.path))
     print(f"workspace ready at {path}")
 
 
 def _submit(args: argparse.Namespace) -> None:
+    from mainstem.intake.submit import submit
     from mainstem.params import load_params
-    from mainstem.submit import submit
 
     incoming = load_params(args.workspace).ingest.incoming_dir
     manifest = submit([Path(p) for p in args.paths], incoming, args.name)
@@ -44,9 +44,9 @@ def _submit(args: argparse.Namespace) -> None:
 
 
 def _process(args: argparse.Namespace) -> None:
-    from mainstem.batchflow import process_next_batch
-    from mainstem.demo import describe
-    from mainstem.dropfolder import Claimed
+    from mainstem.flow.batch import process_next_batch
+    from mainstem.intake.dropfolder import Claimed
+    from mainstem.local.demo import describe
 
     run = process_next_batch(Path(args.workspace))
     claim = run.claim
@@ -75,8 +75,8 @@ def _airflow_variables(names: tuple[str, ...]) -> dict[str, str | None] | None:
 
 def _retrain_explain(args: argparse.Namespace) -> None:
     from mainstem.params import load_params
-    from mainstem.policy import ROWS_VARIABLE, THRESHOLD_VARIABLE, explain
-    from mainstem.retrain import workspace_decision
+    from mainstem.training.policy import ROWS_VARIABLE, THRESHOLD_VARIABLE, explain
+    from mainstem.training.request import workspace_decision
 
     params = load_params(args.workspace)
     rows, threshold = args.current_rows, args.threshold
@@ -106,8 +106,8 @@ def _retrain_explain(args: argparse.Namespace) -> None:
 
 
 def _status(args: argparse.Namespace) -> None:
+    from mainstem.flow.status import ROWS_VARIABLE, THRESHOLD_VARIABLE, describe, workspace_status
     from mainstem.params import load_params
-    from mainstem.status import ROWS_VARIABLE, THRESHOLD_VARIABLE, describe, workspace_status
 
     params = load_params(args.workspace)
     variables = None if args.no_airflow else _airflow_variables((THRESHOLD_VARIABLE, ROWS_VARIABLE))
@@ -119,8 +119,8 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
+    from mainstem.flow.status import can_open_browser, find_report
     from mainstem.params import load_params
-    from mainstem.status import can_open_browser, find_report
 
     page = find_report(load_params(args.workspace), args.batch)
     if args.open:
@@ -132,7 +132,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _stack_up(args: argparse.Namespace) -> None:
-    from mainstem.stack import StackPorts, describe_stack, stack_up
+    from mainstem.local.stack import StackPorts, describe_stack, stack_up
 
     ports = StackPorts(args.postgres_port, args.mlflow_port, args.airflow_port)
     print("starting PostgreSQL, the MLflow server and Airflow (a minute or so)...", flush=True)
@@ -141,7 +141,7 @@ def _stack_up(args: argparse.Namespace) -> None:
 
 
 def _stack_down(args: argparse.Namespace) -> None:
-    from mainstem.stack import stack_down
+    from mainstem.local.stack import stack_down
 
     stopped = stack_down(Path(args.state))
     print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=_report)
 
-    from mainstem.stack import StackPorts, default_state_dir, default_workspace
+    from mainstem.local.stack import StackPorts, default_state_dir, default_workspace
 
     stack = verbs.add_parser(
         "stack", help="PostgreSQL, the MLflow server and Airflow on 127.0.0.1 (make stack)"

@@ -13,13 +13,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from mainstem.errors import MainstemError
+from mainstem.errors import CommandError
 
 QUIET_ENV = {"DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
-
-
-class CommandError(MainstemError):
-    """An external command failed; the message names it and ends with its output."""
 
 
 def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

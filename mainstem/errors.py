@@ -27,3 +27,39 @@ class BatchChangedError(MainstemError):
 
 class StorageError(MainstemError):
     """Disk full, I/O error or permission denied while writing pipeline state."""
+
+
+class MasterError(MainstemError):
+    """The master cannot take these keys or is not in a state mainstem wrote."""
+
+
+class ServiceError(MainstemError):
+    """A local service could not be created, started or reached; the message says which."""
+
+
+class CommandError(MainstemError):
+    """An external command failed; the message names it and ends with its output."""
+
+
+class TrainingError(MainstemError):
+    """The request, the master or the params do not allow a training run."""
+
+
+class BatchRejectedError(MainstemError):
+    """The batch was refused (at the drop folder or by the contract) and quarantined."""
+
+
+class MissingDecisionError(MainstemError):
+    """A training run started without the retrain decision it must carry; a retry cannot help."""
+
+
+class RegistryError(MainstemError):
+    """The MLflow store is unreachable, or holds something mainstem cannot use as it is."""
+
+
+class PolicyError(MainstemError):
+    """An input of the policy is unusable; the message names it and what it holds."""
+
+
+class BatchFailedError(MainstemError):
+    """A step of the batch path failed; the batch stays claimed and the next run resumes it."""

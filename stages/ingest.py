@@ -2,7 +2,7 @@
 
 from mainstem import crashpoints
 from mainstem.console import run_entry
-from mainstem.ingest import ingest_claimed
+from mainstem.intake.ingest import ingest_claimed
 from mainstem.params import load_params
 
 

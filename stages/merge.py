@@ -2,11 +2,11 @@
 
 from mainstem import crashpoints
 from mainstem.console import run_entry
-from mainstem.contract import load_contract
 from mainstem.durable import write_json
-from mainstem.merge import update_master
-from mainstem.metrics import master_metrics
+from mainstem.master.merge import update_master
+from mainstem.master.metrics import master_metrics
 from mainstem.params import load_params
+from mainstem.validation.contract import load_contract
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ and the stage then writes an empty model folder and `{"trained": false}`, the sa
 from mainstem.console import run_entry
 from mainstem.durable import write_json
 from mainstem.params import load_params
-from mainstem.training_job import run_requested_training
+from mainstem.training.job import run_requested_training
 
 
 def main() -> None:

@@ -2,11 +2,11 @@
 
 from mainstem import crashpoints
 from mainstem.console import run_entry
-from mainstem.contract import load_contract
 from mainstem.durable import write_json
-from mainstem.metrics import validation_metrics
 from mainstem.params import load_params
-from mainstem.validated_store import update_validated
+from mainstem.validation.contract import load_contract
+from mainstem.validation.metrics import validation_metrics
+from mainstem.validation.store import update_validated
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from mainstem.commands import QUIET_ENV
+from mainstem.flow.workspace import configure_remote, create_workspace
+from mainstem.intake.submit import submit
+from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import load_params
-from mainstem.samples import BatchSpec, make_batch
-from mainstem.submit import submit
-from mainstem.workspace import configure_remote, create_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,20 +14,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mainstem.batchflow import process_next_batch
 from mainstem.commands import git
-from mainstem.lineage import AUTHOR
+from mainstem.flow.batch import process_next_batch
+from mainstem.flow.lineage import AUTHOR
+from mainstem.flow.workspace import configure_remote, create_workspace
+from mainstem.intake.submit import submit
+from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import load_params
-from mainstem.samples import BatchSpec, make_batch
-from mainstem.submit import submit
-from mainstem.workspace import configure_remote, create_workspace
 from tests.conftest import ROOT
 
 FIRST = BatchSpec(1, first_id=1, rows=3, image_size=16)
 SECOND = BatchSpec(2, first_id=3, rows=2, image_size=16)  # key 3 updates a row of FIRST
 REJECTED = BatchSpec(2, first_id=3, rows=2, image_size=16, drop_column="grade")  # rejected whole
 RUN_BATCH = (
-    "import sys; from pathlib import Path; from mainstem.batchflow import process_next_batch; "
+    "import sys; from pathlib import Path; from mainstem.flow.batch import process_next_batch; "
     "process_next_batch(Path.cwd(), run_id=sys.argv[1])"
 )
 GIT_HOOK = """#!/bin/sh

@@ -12,12 +12,12 @@ import pandas as pd
 import psutil
 import pytest
 
-from mainstem.airflow_stack import AirflowStack
 from mainstem.commands import git
-from mainstem.local_services import free_port
+from mainstem.local.airflow_launcher import AirflowStack
+from mainstem.local.samples import BatchSpec
+from mainstem.local.services import free_port
 from mainstem.params import load_params
-from mainstem.registry import connect, resolve_production, tracking_uri
-from mainstem.samples import BatchSpec
+from mainstem.training.registry import connect, resolve_production, tracking_uri
 from tests.conftest import Deliver
 
 

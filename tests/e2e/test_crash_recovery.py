@@ -39,8 +39,8 @@ import pytest
 
 from mainstem import crashpoints
 from mainstem.commands import dvc, git
+from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
-from mainstem.samples import BatchSpec
 from tests.e2e.prepared import REJECTED, SECOND, copy_setup, prepare, run_batch, tree
 
 PARALLEL_CASES = 2

@@ -17,14 +17,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mainstem.batchflow import BatchFailed, process_next_batch, repro_args, run_dvc
 from mainstem.commands import dvc, git
-from mainstem.delivery import PROCESSING, READY
-from mainstem.dropfolder import Claimed, Idle, Rejected, claim_batch
-from mainstem.ingest import list_raw_batches
+from mainstem.errors import BatchFailedError
+from mainstem.flow.batch import process_next_batch, repro_args, run_dvc
+from mainstem.intake.delivery import PROCESSING, READY
+from mainstem.intake.dropfolder import Claimed, Idle, Rejected, claim_batch
+from mainstem.intake.ingest import list_raw_batches
+from mainstem.intake.submit import submit
+from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import Params, load_params
-from mainstem.samples import BatchSpec, make_batch
-from mainstem.submit import submit
 from tests.e2e.prepared import SECOND, copy_setup, prepare, run_batch, tree
 
 
@@ -63,7 +64,7 @@ def test_same_content_under_another_name_is_a_duplicate_that_leaves_the_master_u
     (again / f"{SECOND.name}.csv").rename(again / "resent.csv")
     submit([again], params.ingest.incoming_dir, "batch-002-resent")
 
-    with caplog.at_level(logging.WARNING, logger="mainstem.dropfolder"):
+    with caplog.at_level(logging.WARNING, logger="mainstem.intake.dropfolder"):
         run = process_next_batch(workspace)
 
     assert isinstance(run.claim, Claimed) and run.claim.duplicate
@@ -123,7 +124,7 @@ def test_file_rewritten_after_the_claim_is_never_ingested(workspace: Path) -> No
     image = next((params.ingest.incoming_dir / "images").iterdir())
     image.write_bytes(image.read_bytes()[:100])
 
-    with pytest.raises(BatchFailed, match="changed after the batch was claimed"):
+    with pytest.raises(BatchFailedError, match="changed after the batch was claimed"):
         run_dvc(workspace, repro_args(), claim.batch_id)
 
     assert not (params.ingest.raw_dir / claim.batch_id).exists()

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from mainstem.batchflow import process_next_batch
 from mainstem.commands import dvc, git
-from mainstem.dropfolder import Claimed
+from mainstem.flow.batch import process_next_batch
+from mainstem.flow.workspace import configure_remote
+from mainstem.intake.dropfolder import Claimed
+from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
-from mainstem.samples import BatchSpec
-from mainstem.validated_layout import read_report
-from mainstem.workspace import configure_remote
+from mainstem.validation.layout import read_report
 from tests.conftest import Deliver
 
 

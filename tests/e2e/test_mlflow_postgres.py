@@ -11,11 +11,11 @@ import psycopg2
 import pytest
 from mlflow import MlflowClient
 
-from mainstem.batchflow import process_next_batch
-from mainstem.local_services import PG_BIN, MlflowServer, PostgresCluster, free_port
+from mainstem.flow.batch import process_next_batch
+from mainstem.local.samples import BatchSpec
+from mainstem.local.services import PG_BIN, MlflowServer, PostgresCluster, free_port
 from mainstem.params import load_params
-from mainstem.retrain import train_from_decision, workspace_decision
-from mainstem.samples import BatchSpec
+from mainstem.training.request import train_from_decision, workspace_decision
 from tests.conftest import Deliver
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mainstem.validated_store import REPORT_HTML, read_report, refresh
+from mainstem.validation.store import REPORT_HTML, read_report, refresh
 from tests.unit.raw_batches import csv_bytes, png, row, v1, write_raw_batch
 
 pytestmark = pytest.mark.e2e

@@ -20,12 +20,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from mainstem.batchflow import process_next_batch
 from mainstem.commands import dvc, git
-from mainstem.local_services import free_port
+from mainstem.flow.batch import process_next_batch
+from mainstem.flow.workspace import REMOTE_ENDPOINT_ENV, REMOTE_URL_ENV, configure_remote
+from mainstem.local.samples import BatchSpec
+from mainstem.local.services import free_port
 from mainstem.params import load_params
-from mainstem.samples import BatchSpec
-from mainstem.workspace import REMOTE_ENDPOINT_ENV, REMOTE_URL_ENV, configure_remote
 from tests.conftest import Deliver
 
 pytestmark = pytest.mark.e2e

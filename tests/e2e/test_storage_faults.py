@@ -28,10 +28,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mainstem.batchflow import BatchFailed, process_next_batch, repro_args, run_dvc
-from mainstem.delivery import PROCESSING, READY
-from mainstem.dropfolder import Claimed, claim_batch
-from mainstem.errors import StorageError
+from mainstem.errors import BatchFailedError, StorageError
+from mainstem.flow.batch import process_next_batch, repro_args, run_dvc
+from mainstem.intake.delivery import PROCESSING, READY
+from mainstem.intake.dropfolder import Claimed, claim_batch
 from mainstem.params import Params, load_params
 from tests.e2e.prepared import SECOND, copy_setup, prepare, run_batch, tree
 
@@ -176,7 +176,9 @@ def test_immutable_master_fails_the_merge_with_a_message_and_the_next_run_resume
     assert isinstance(claim, Claimed)
     immutable(params.merge.master_dir)
 
-    with pytest.raises(BatchFailed, match=r"merge: error: .*operation not permitted") as failed:
+    with pytest.raises(
+        BatchFailedError, match=r"merge: error: .*operation not permitted"
+    ) as failed:
         run_dvc(workspace, repro_args(), claim.batch_id)
 
     assert "Traceback" not in str(failed.value)
@@ -211,7 +213,7 @@ def test_full_disk_during_ingest_leaves_no_partial_snapshot_and_the_next_run_res
     assert isinstance(claim, Claimed)
     small_data_disk.fill()
 
-    with pytest.raises(BatchFailed, match=r"ingest: error: .*the disk is full"):
+    with pytest.raises(BatchFailedError, match=r"ingest: error: .*the disk is full"):
         run_dvc(workspace, repro_args(), claim.batch_id)
 
     assert not (params.ingest.raw_dir / claim.batch_id).exists()

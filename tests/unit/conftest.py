@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mainstem.registry import connect
+from mainstem.training.registry import connect
 from tests.mlflow_store import copy_store, empty_store
 
 

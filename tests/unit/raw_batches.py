@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 import yaml
 from PIL import Image
 
-from mainstem.columnar import arrow_schema
-from mainstem.contract import Contract, load_contract
-from mainstem.ingest import RawBatch, read_raw_batch
-from mainstem.master import Manifest, Partitioning
-from mainstem.merge import refresh_master
-from mainstem.validated_store import ACCEPTED, refresh
-from mainstem.validation import BatchResult, validate_batch
+from mainstem.intake.ingest import RawBatch, read_raw_batch
+from mainstem.master.merge import refresh_master
+from mainstem.master.parts import Manifest, Partitioning
+from mainstem.validation.batch import BatchResult, validate_batch
+from mainstem.validation.columnar import arrow_schema
+from mainstem.validation.contract import Contract, load_contract
+from mainstem.validation.store import ACCEPTED, refresh
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = ROOT / "contracts" / "produce" / "v1.yaml"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, PngImagePlugin
 
-from mainstem.contract import Contract
-from mainstem.validation import BatchResult
+from mainstem.validation.batch import BatchResult
+from mainstem.validation.contract import Contract
 from tests.unit.raw_batches import (
     csv_bytes,
     encode,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from mainstem.delivery import READY, hash_file, read_delivery
-from mainstem.dropfolder import Claimed, Idle, Rejected, claim_batch
+from mainstem.intake.delivery import READY, hash_file, read_delivery
+from mainstem.intake.dropfolder import Claimed, Idle, Rejected, claim_batch
 from mainstem.params import IngestParams, load_params
-from mainstem.validation import BatchResult
+from mainstem.validation.batch import BatchResult
 from tests.unit.raw_batches import ROOT, csv_bytes, png, reasons, row, validate_files
 
 # links in the image column

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from mainstem import dropfolder, lock
-from mainstem.delivery import MANIFEST, PROCESSING, READY, read_delivery
-from mainstem.dropfolder import Claimed, Idle, Rejected, claim_batch, release_batch
 from mainstem.errors import LockError
-from mainstem.ingest import ingest_claimed
+from mainstem.intake import dropfolder, lock
+from mainstem.intake.delivery import MANIFEST, PROCESSING, READY, read_delivery
+from mainstem.intake.dropfolder import Claimed, Idle, Rejected, claim_batch, release_batch
+from mainstem.intake.ingest import ingest_claimed
+from mainstem.intake.submit import submit
 from mainstem.params import IngestParams
-from mainstem.submit import submit
 
 DEADLINE = 600
 

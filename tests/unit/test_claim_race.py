@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from mainstem import crashpoints, lock
-from mainstem.dropfolder import Claimed, claim_batch
+from mainstem import crashpoints
+from mainstem.intake import lock
+from mainstem.intake.dropfolder import Claimed, claim_batch
+from mainstem.intake.submit import submit
 from mainstem.params import IngestParams
-from mainstem.submit import submit
 
 CLAIMANTS = 6
 ROUNDS = 5

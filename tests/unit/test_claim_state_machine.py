@@ -25,12 +25,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mainstem import crashpoints, lock
-from mainstem.delivery import PROCESSING, READY, DeliveredFile, read_delivery, scan
-from mainstem.dropfolder import Claimed, claim_batch, release_batch
-from mainstem.ingest import ingest_claimed, list_raw_batches
+from mainstem import crashpoints
+from mainstem.intake import lock
+from mainstem.intake.delivery import PROCESSING, READY, DeliveredFile, read_delivery, scan
+from mainstem.intake.dropfolder import Claimed, claim_batch, release_batch
+from mainstem.intake.ingest import ingest_claimed, list_raw_batches
+from mainstem.intake.submit import submit
 from mainstem.params import IngestParams
-from mainstem.submit import submit
 
 FORK = multiprocessing.get_context("fork")
 REPLY_SECONDS = 30

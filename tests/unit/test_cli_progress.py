@@ -20,10 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from mainstem import merge
 from mainstem import progress as progress_module
 from mainstem.cli import main
-from mainstem.master import AppliedBatch, Manifest, Partitioning
+from mainstem.master import merge
+from mainstem.master.parts import AppliedBatch, Manifest, Partitioning
 from mainstem.progress import progress
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from mainstem import lock
-from mainstem.batchflow import process_next_batch
 from mainstem.cli import build_parser, main
-from mainstem.decisions import record_decision
-from mainstem.dropfolder import Claimed
+from mainstem.flow.batch import process_next_batch
+from mainstem.flow.status import threshold
+from mainstem.flow.workspace import configure_remote
+from mainstem.intake import lock
+from mainstem.intake.dropfolder import Claimed
+from mainstem.intake.submit import submit
+from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import load_params
-from mainstem.samples import BatchSpec, make_batch
-from mainstem.status import threshold
-from mainstem.submit import submit
-from mainstem.workspace import configure_remote
+from mainstem.training.decision_log import record_decision
 
 
 def status(workspace: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

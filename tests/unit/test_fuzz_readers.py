@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mainstem.images import canonicalize_file
-from mainstem.validation import BatchResult, validate_batch
+from mainstem.validation.batch import BatchResult, validate_batch
+from mainstem.validation.images import canonicalize_file
 from tests.unit.raw_batches import (
     COLUMNS,
     csv_bytes,

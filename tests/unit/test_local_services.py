@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from mainstem.local_services import ProcessRecord, port_is_free
+from mainstem.local.services import ProcessRecord, port_is_free
 
 
 @pytest.fixture

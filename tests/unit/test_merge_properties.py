@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mainstem import merge
-from mainstem.columnar import parquet_bytes
-from mainstem.master import Manifest, Partitioning
-from mainstem.merge import refresh_master, upsert
+from mainstem.master import merge
+from mainstem.master.merge import refresh_master, upsert
+from mainstem.master.parts import Manifest, Partitioning
+from mainstem.validation.columnar import parquet_bytes
 
 SCHEMA = pa.schema(
     [

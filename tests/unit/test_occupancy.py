@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from mainstem.airflow_stack import RECORD_FILE, AirflowStack, stop_orphans
-from mainstem.demo import clear_base
 from mainstem.durable import write_json
 from mainstem.errors import MainstemError
-from mainstem.local_services import ProcessRecord
-from mainstem.occupancy import processes_using
+from mainstem.local.airflow_launcher import RECORD_FILE, AirflowStack, stop_orphans
+from mainstem.local.demo import clear_base
+from mainstem.local.occupancy import processes_using
+from mainstem.local.services import ProcessRecord
 
 
 @pytest.fixture
@@ -155,7 +155,13 @@ def test_make_airflow_reports_a_taken_port_in_one_line(tmp_path: Path, taken_por
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     (workspace / "dvc.yaml").write_text("stages: {}\n")
-    command = [sys.executable, "-m", "mainstem.airflow_stack", "--workspace", str(workspace)]
+    command = [
+        sys.executable,
+        "-m",
+        "mainstem.local.airflow_launcher",
+        "--workspace",
+        str(workspace),
+    ]
     result = subprocess.run(
         [*command, "--port", str(taken_port)], capture_output=True, text=True, timeout=120
     )

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from mainstem.policy import PolicyError, RetrainDecision, decide_retrain, explain
-from mainstem.registry import RegistryError, connect
+from mainstem.errors import PolicyError, RegistryError
+from mainstem.training.policy import RetrainDecision, decide_retrain, explain
+from mainstem.training.registry import connect
 from tests.mlflow_store import log_run, register
 
 EXPERIMENT = "mainstem-produce"

@@ -12,7 +12,7 @@ import pytest
 
 from mainstem.durable import clear_staging, write_bytes
 from mainstem.errors import LockError
-from mainstem.lineage import clear_stale_git_locks
+from mainstem.flow.lineage import clear_stale_git_locks
 
 
 def _dead_pid() -> int:

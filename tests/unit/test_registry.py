@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mainstem.registry import (
-    RegistryError,
-    ensure_experiment,
-    promote_if_better,
-    resolve_production,
-)
+from mainstem.errors import RegistryError
+from mainstem.training.registry import ensure_experiment, promote_if_better, resolve_production
 from tests.mlflow_store import log_run, register
 
 MODEL = "produce-grade"

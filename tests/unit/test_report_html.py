@@ -10,8 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from mainstem.report_html import MAX_REJECTED_IMAGES, make_thumbnail
-from mainstem.validated_store import REPORT_HTML, read_report, refresh
+from mainstem.validation.report import MAX_REJECTED_IMAGES, make_thumbnail
+from mainstem.validation.store import REPORT_HTML, read_report, refresh
 from tests.unit.raw_batches import csv_bytes, png, row, v1, write_raw_batch
 
 HOSTILE = [
@@ -122,7 +122,7 @@ def test_the_same_batches_give_the_same_bytes_incrementally_and_rebuilt(tmp_path
     (tmp_path / "b").mkdir()
     shutil.copytree(tmp_path / "a" / "raw", tmp_path / "b" / "raw")
     raws = sorted((tmp_path / "b" / "raw").iterdir())
-    from mainstem.ingest import read_raw_batch
+    from mainstem.intake.ingest import read_raw_batch
 
     batches = sorted((read_raw_batch(r) for r in raws), key=lambda b: b.sequence)
     validated = tmp_path / "b" / "validated"

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from mainstem.training import (
-    TrainingError,
+from mainstem.errors import TrainingError
+from mainstem.training.model import (
     TrainRequest,
     check_request,
     feature_matrix,

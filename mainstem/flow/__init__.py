@@ -1,0 +1,1 @@
+"""The flow: each path sequenced once, its steps, lineage commits, and the workspace's status."""

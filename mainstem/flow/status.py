@@ -1,0 +1,293 @@
+"""What a workspace is doing now, for `mainstem status` and `mainstem report`.
+
+In: a workspace's params, the clock, and the Airflow Variables when Airflow is configured. Out: a
+JSON-able dict: the drop folder's contents and who holds its lock since when; the last batches
+with their outcome (raw snapshots and validation reports, plus deliveries refused at the drop
+folder, which only quarantine knows); `master_rows` as DVC reports it; the retrain threshold in
+force and where it comes from; the policy's last decision. `describe` renders it as lines. Reading
+never changes anything, and never loads pandas: the reports are read as plain JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mainstem.durable import read_json_object
+from mainstem.errors import MainstemError
+from mainstem.intake import lock
+from mainstem.intake.delivery import MANIFEST, READY, scan
+from mainstem.intake.ingest import list_raw_batches
+from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
+from mainstem.params import Params
+from mainstem.training.decision_log import last_decision
+from mainstem.validation.layout import REPORT, REPORT_HTML
+
+MASTER_MANIFEST = "_manifest.json"  # master.MANIFEST; importing that module loads pyarrow
+_LISTED = 10
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def incoming_status(params: Params, now: float) -> dict[str, Any]:
+    """The drop folder: what waits there, and the lock with its holder."""
+    incoming = params.ingest.incoming_dir
+    if not incoming.is_dir():
+        return {"path": str(incoming), "exists": False, "files": 0, "lock": None}
+    found, problems = scan(incoming)
+    holder = lock.read_owner(incoming)
+    held = None
+    if holder is not None:
+        state = lock.state_of(
+            holder,
+            "",
+            now,
+            params.ingest.stale_lock_seconds,
+            params.ingest.dead_owner_grace_seconds,
+        )
+        held = {
+            "run_id": holder.run_id,
+            "host": holder.host,
+            "pid": holder.pid,
+            "batch_id": holder.batch_id,
+            "claimed_at": _when(holder.claimed_at),
+            "heartbeat_at": _when(holder.heartbeat_at),
+            "seconds_since_heartbeat": round(now - holder.heartbeat_at),
+            "owner_alive": lock.owner_alive(holder),
+            "state": state,
+        }
+    return {
+        "path": str(incoming),
+        "exists": True,
+        "ready": (incoming / READY).exists(),
+        "manifest": (incoming / MANIFEST).exists(),
+        "files": len(found),
+        "bytes": sum(info.st_size for _rel, info in found),
+        "first_files": [rel for rel, _info in found[:_LISTED]],
+        "problems": [p.describe() for p in problems[:_LISTED]],
+        "lock": held,
+    }
+
+
+def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]:
+    """The last `limit` batches, oldest first: ingested ones in sequence, then drop-folder refusals.
+
+    A delivery refused at the drop folder never gets a sequence number; it is placed after the
+    ingested batches by the time its quarantine report was written.
+    """
+    validated = params.validate.validated_dir
+    quarantine = params.ingest.quarantine_dir
+    manifest = read_json_object(params.merge.master_dir / MASTER_MANIFEST) or {}
+    merged = {str(b.get("batch_id")) for b in manifest.get("batches", []) if isinstance(b, dict)}
+    batches: list[tuple[float, dict[str, Any]]] = []
+    ingested = set()
+    for raw in list_raw_batches(params.ingest.raw_dir):
+        ingested.add(raw.batch_id)
+        report = read_json_object(validated / raw.batch_id / REPORT)
+        entry: dict[str, Any] = {
+            "batch_id": raw.batch_id,
+            "sequence": raw.sequence,
+            "name": raw.name,
+            "outcome": "ingested, not validated yet",
+        }
+        if report is not None:
+            entry.update(
+                outcome=str(report["status"]),
+                rows_in=report["rows_in"],
+                rows_accepted=report["rows_accepted"],
+                rows_rejected=report["rows_rejected"],
+                reasons=list(report["reasons"])[:3],
+                contract=report["contract"],
+                merged=raw.batch_id in merged,
+            )
+            html = validated / raw.batch_id / REPORT_HTML
+            entry["report"] = str(html) if html.exists() else None
+        if (quarantine / raw.batch_id).is_dir():
+            entry["quarantine"] = str(quarantine / raw.batch_id)
+        batches.append((float(raw.sequence), entry))
+    if quarantine.is_dir():
+        for folder in sorted(quarantine.iterdir()):
+            report = read_json_object(folder / REPORT)
+            if folder.name in ingested or report is None:
+                continue
+            stamp = (folder / REPORT).stat().st_mtime
+            entry = {
+                "batch_id": folder.name,
+                "sequence": None,
+                "name": None,
+                "outcome": f"refused at the {report.get('stage', 'claim')}",
+                "reasons": [str(r) for r in report.get("reasons", [])][:3],
+                "quarantine": str(folder),
+                "refused_at": _when(stamp),
+            }
+            batches.append((1e12 + stamp, entry))
+    batches.sort(key=lambda item: item[0])
+    return [entry for _key, entry in batches[-limit:]]
+
+
+def master_rows(params: Params) -> dict[str, Any]:
+    """`master_rows` read through DVC from the merge metrics file, or why it cannot be."""
+    from mainstem.metrics import read_metric
+
+    file = params.merge.metrics_file.relative_to(params.root).as_posix()
+    try:
+        return {"rows": int(read_metric(params.root, file, "master_rows")), "source": file}
+    except MainstemError as exc:
+        return {"rows": None, "source": file, "error": str(exc)}
+
+
+def threshold(params: Params, variables: dict[str, str | None] | None) -> dict[str, Any]:
+    """The threshold in force: the Airflow Variable when set, else the params.yaml default."""
+    raw = (variables or {}).get(THRESHOLD_VARIABLE)
+    if raw is not None:
+        return {"value": raw, "source": f"Airflow Variable {THRESHOLD_VARIABLE}"}
+    source = "params.yaml retrain.threshold_rows"
+    if variables is not None:
+        source += f" (Airflow Variable {THRESHOLD_VARIABLE} is not set)"
+    return {"value": params.retrain_threshold_rows, "source": source}
+
+
+def workspace_status(
+    params: Params, now: float, variables: dict[str, str | None] | None = None
+) -> dict[str, Any]:
+    """Everything `mainstem status` shows; `variables` is None when Airflow is not consulted."""
+    rows = master_rows(params)
+    if variables is not None:
+        rows["airflow_variable"] = variables.get(ROWS_VARIABLE)
+    return {
+        "workspace": str(params.root),
+        "incoming": incoming_status(params, now),
+        "batches": recent_batches(params),
+        "master_rows": rows,
+        "retrain_threshold_rows": threshold(params, variables),
+        "last_decision": last_decision(params),
+    }
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _incoming_lines(incoming: dict[str, Any]) -> list[str]:
+    if not incoming["exists"]:
+        return [f"incoming: {incoming['path']} does not exist yet"]
+    markers = [name for name, key in ((READY, "ready"), (MANIFEST, "manifest")) if incoming[key]]
+    lines = [
+        f"incoming: {incoming['path']}: {incoming['files']} file(s), {_size(incoming['bytes'])}"
+        + (f"; {', '.join(markers)} present" if markers else "")
+    ]
+    lines += [f"  - {name}" for name in incoming["first_files"]]
+    if incoming["files"] > len(incoming["first_files"]):
+        lines.append(f"  ... and {incoming['files'] - len(incoming['first_files'])} more")
+    lines += [f"  ! {problem}" for problem in incoming["problems"]]
+    held = incoming["lock"]
+    if held is None:
+        lines.append("lock: free")
+    else:
+        alive = {True: "alive", False: "gone", None: "on another host"}[held["owner_alive"]]
+        lines.append(
+            f"lock: held by run {held['run_id']} (host {held['host']}, pid {held['pid']}, "
+            f"{alive}) since {held['claimed_at']}, for batch {held['batch_id']}; last heartbeat "
+            f"{held['seconds_since_heartbeat']} s ago: {held['state']}"
+        )
+    return lines
+
+
+def _batch_line(batch: dict[str, Any]) -> list[str]:
+    label = f"#{batch['sequence']}" if batch["sequence"] is not None else "--"
+    name = f" ({batch['name']})" if batch.get("name") else ""
+    line = f"  {label:>4} {batch['batch_id']}{name}: {batch['outcome']}"
+    if "rows_in" in batch:
+        line += (
+            f", {batch['rows_accepted']} of {batch['rows_in']} rows accepted, "
+            f"{batch['rows_rejected']} rejected"
+            + ("" if batch["merged"] else "; not in the master yet")
+        )
+    lines = [line]
+    lines += [f"         - {reason}" for reason in batch.get("reasons", [])]
+    if batch.get("report"):
+        lines.append(f"         report: {batch['report']}")
+    if batch.get("quarantine"):
+        lines.append(f"         quarantined in {batch['quarantine']}")
+    return lines
+
+
+def describe(status: dict[str, Any]) -> list[str]:
+    """The status as lines a person reads."""
+    lines = [f"workspace: {status['workspace']}", *_incoming_lines(status["incoming"])]
+    batches = status["batches"]
+    lines.append(f"last batches ({len(batches)}):" if batches else "last batches: none yet")
+    for batch in batches:
+        lines += _batch_line(batch)
+    rows = status["master_rows"]
+    if rows["rows"] is None:
+        lines.append(f"master_rows: unknown ({rows['error']})")
+    else:
+        lines.append(f"master_rows: {rows['rows']} (DVC metrics {rows['source']})")
+    if "airflow_variable" in rows and str(rows["airflow_variable"]) != str(rows["rows"]):
+        lines.append(f"  Airflow Variable {ROWS_VARIABLE} = {rows['airflow_variable']}")
+    limit = status["retrain_threshold_rows"]
+    lines.append(f"{THRESHOLD_VARIABLE}: {limit['value']} ({limit['source']})")
+    last = status["last_decision"]
+    if last is None:
+        lines.append("last retrain decision: none recorded yet")
+    else:
+        decision = last["decision"]
+        verdict = "RETRAIN" if decision.get("retrain") else "no retrain"
+        lines.append(
+            f"last retrain decision: {verdict} - {decision.get('reason')} "
+            f"({last.get('decided_at')}, by {last.get('decided_by')}; {last['source']})"
+        )
+    return lines
+
+
+def find_report(params: Params, batch: str) -> Path:
+    """The HTML report of the batch whose id starts with `batch`, or whose name is `batch`."""
+    if not batch:
+        raise MainstemError("give a batch id (or its first characters) or the batch's name")
+    validated = params.validate.validated_dir
+    batches = list_raw_batches(params.ingest.raw_dir)
+    matches = sorted(
+        {b.batch_id for b in batches if b.batch_id.startswith(batch) or b.name == batch}
+    )
+    if len(matches) > 1:
+        raise MainstemError(
+            f"'{batch}' matches {len(matches)} batches ({', '.join(matches[:5])}); "
+            "give more characters of the id"
+        )
+    if not matches:
+        refused = params.ingest.quarantine_dir
+        quarantined = (
+            sorted(p.name for p in refused.iterdir() if p.name.startswith(batch))
+            if refused.is_dir()
+            else []
+        )
+        if quarantined:
+            raise MainstemError(
+                f"batch {quarantined[0]} was refused at the drop folder, before validation, so it "
+                f"has no HTML report; see {refused / quarantined[0] / REPORT}"
+            )
+        raise MainstemError(f"no batch id starts with '{batch}' and no batch is named '{batch}'")
+    page = validated / matches[0] / REPORT_HTML
+    if not page.exists():
+        raise MainstemError(
+            f"batch {matches[0]} has no HTML report yet ({page} is missing); run `dvc repro "
+            "validate` (or `dvc pull`) in the workspace"
+        )
+    return page
+
+
+def can_open_browser() -> bool:
+    """Whether a browser window can be shown here: a display, or a desktop that opens files."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or (
+        os.uname().sysname == "Darwin"
+    )

@@ -1,0 +1,1 @@
+"""Intake: a delivery in the drop folder becomes a claimed batch and a raw snapshot."""

@@ -1,0 +1,377 @@
+"""Claiming a delivered batch from the drop folder, and releasing it when the pipeline is done.
+
+In: the ingest params, the claimant's run id and the clock. Out: one of
+- Claimed: the lock is ours and `claimed_batch.json` names the batch, so `dvc repro` ingests it;
+- Idle: nothing to do now (nothing ready, a live batch in progress, files still arriving);
+- Rejected: the delivery cannot be ingested at all; it was moved to quarantine with a report.
+Release removes the batch's files from the drop folder (or moves them to quarantine when the
+contract rejected the batch) and then the lock. Every step can be repeated after a crash.
+
+A delivery whose content is already in the raw store (the same tables under other names, the same
+images) is claimed as a duplicate: its ticket names the batch it repeats, so the pipeline applies
+nothing new and the lineage says so. A `_READY` written before the files match the producer's
+manifest is left alone until `manifest_deadline_seconds` after it appeared, then rejected whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mainstem import crashpoints
+from mainstem.durable import fsync_dir, read_json, storage_errors, write_bytes, write_json
+from mainstem.intake import lock
+from mainstem.intake.delivery import (
+    MANIFEST,
+    READY,
+    DeliveredFile,
+    Delivery,
+    batch_id_of,
+    hash_file,
+    manifest_mismatches,
+    printable,
+    read_delivery,
+    scan,
+)
+from mainstem.intake.lock import LockOwner
+from mainstem.params import IngestParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    batch_id: str
+    owner: LockOwner
+    name: str | None
+    recovered_from: LockOwner | None = None
+    resumed: bool = False
+    duplicate_of: dict[str, object] | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        """The content was ingested before: this delivery brings nothing new."""
+        return self.duplicate_of is not None
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "claimed": True,
+            "batch_id": self.batch_id,
+            "name": self.name,
+            "resumed": self.resumed,
+            "recovered_from": self.recovered_from.describe() if self.recovered_from else None,
+            "duplicate": self.duplicate,
+            "duplicate_of": self.duplicate_of,
+        }
+
+
+@dataclass(frozen=True)
+class Idle:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    batch_id: str
+    reasons: tuple[str, ...]
+    quarantine: Path
+
+
+ClaimResult = Claimed | Idle | Rejected
+
+
+def is_ingested(raw_dir: Path, batch_id: str) -> bool:
+    return (raw_dir / batch_id / "batch.json").exists()
+
+
+def first_delivery(raw_dir: Path, batch_id: str) -> dict[str, object] | None:
+    """The ingested batch `batch_id` as first delivered (name, sequence); None if not ingested."""
+    try:
+        meta = read_json(raw_dir / batch_id / "batch.json")
+    except FileNotFoundError:
+        return None
+    return {"batch_id": batch_id, "name": meta.get("name"), "sequence": meta.get("sequence")}
+
+
+def read_ticket(params: IngestParams) -> dict[str, object]:
+    """The claim record, `{}` before the first claim."""
+    try:
+        ticket = read_json(params.claimed_batch)
+    except FileNotFoundError:
+        return {}
+    return ticket if isinstance(ticket, dict) else {}
+
+
+def ticket_files(ticket: dict[str, object]) -> list[DeliveredFile]:
+    files = ticket.get("files")
+    if not isinstance(files, list):
+        return []
+    return [DeliveredFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in files]
+
+
+def claim_batch(params: IngestParams, run_id: str, now: float) -> ClaimResult:
+    """Take the batch waiting in the drop folder, or recover one whose holder died."""
+    incoming = params.incoming_dir
+    if not incoming.is_dir():
+        return Idle(f"drop folder {incoming} does not exist")
+    lock.clear_stale_claim_files(incoming)
+    holder = lock.read_owner(incoming)
+    if holder is not None:
+        return _claim_held(params, holder, run_id, now)
+    if not (incoming / READY).exists():
+        return Idle("nothing ready: no _READY in the drop folder")
+    return _claim_ready(params, run_id, now)
+
+
+def _claim_held(params: IngestParams, holder: LockOwner, run_id: str, now: float) -> ClaimResult:
+    incoming = params.incoming_dir
+    state = lock.state_of(
+        holder, run_id, now, params.stale_lock_seconds, params.dead_owner_grace_seconds
+    )
+    if state == "live":
+        return Idle(f"batch {holder.batch_id} is being processed by {holder.describe()}")
+    if state == "mine":
+        owner = lock.heartbeat(incoming, holder, now)
+        return _resume(params, owner, recovered_from=None)
+    owner = lock.owner_for(run_id, now, holder.batch_id)
+    if not lock.take_over(incoming, holder, owner):
+        return Idle("another claimant is recovering the stale lock")
+    log.warning("took over stale lock of %s for run %s", holder.describe(), run_id)
+    return _resume(params, owner, recovered_from=holder)
+
+
+def _resume(
+    params: IngestParams, owner: LockOwner, recovered_from: LockOwner | None
+) -> ClaimResult:
+    """Carry on with a batch already claimed: from the ticket if ingested, else from the files."""
+    ticket = read_ticket(params)
+    batch_id = owner.batch_id
+    if (
+        batch_id
+        and ticket.get("batch_id") == batch_id
+        and (is_ingested(params.raw_dir, batch_id) or _files_match(params, ticket))
+    ):
+        return Claimed(
+            batch_id,
+            owner,
+            _name(ticket),
+            recovered_from=recovered_from,
+            resumed=True,
+            duplicate_of=_duplicate_of(ticket),
+        )
+    delivery = read_delivery(params.incoming_dir)
+    return _finish_claim(params, owner, delivery, recovered_from=recovered_from, resumed=True)
+
+
+def _files_match(params: IngestParams, ticket: dict[str, object]) -> bool:
+    for item in ticket_files(ticket):
+        try:
+            if hash_file(params.incoming_dir / item.path) != (item.size, item.sha256):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _name(ticket: dict[str, object]) -> str | None:
+    name = ticket.get("name")
+    return str(name) if name is not None else None
+
+
+def _duplicate_of(ticket: dict[str, object]) -> dict[str, object] | None:
+    first = ticket.get("duplicate_of")
+    return first if isinstance(first, dict) else None
+
+
+def _signature(incoming: Path) -> list[tuple[str, int, int, int]]:
+    """What the drop folder holds, by name, size, mtime and inode: cheap to take twice."""
+    found, problems = scan(incoming)
+    entries = [(rel, info.st_size, info.st_mtime_ns, info.st_ino) for rel, info in found]
+    return entries + [(p.path, 0, 0, 0) for p in problems]
+
+
+def _claim_ready(params: IngestParams, run_id: str, now: float) -> ClaimResult:
+    incoming = params.incoming_dir
+    before = _signature(incoming)
+    delivery = read_delivery(incoming)
+    try:
+        ready_at = (incoming / READY).stat().st_mtime
+    except FileNotFoundError:
+        return Idle("another claimant took the batch first")
+    mismatches = manifest_mismatches(delivery)
+    if mismatches and not delivery.problems:
+        deadline = ready_at + params.manifest_deadline_seconds
+        if now < deadline:
+            until = datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds")
+            return Idle(
+                f"_READY is there but the files do not match {MANIFEST} yet "
+                f"({mismatches[0]}); waiting until {until}, then the delivery is rejected"
+            )
+    owner = lock.owner_for(run_id, now, delivery.batch_id)
+    if not lock.acquire(incoming, owner, ready_required=True):
+        return Idle("another claimant took the batch first")
+    if _signature(incoming) != before:
+        # The producer is still writing: hand the batch back exactly as it was, deadline included.
+        with storage_errors(f"could not hand back the batch in {incoming}"):
+            write_bytes(incoming / READY, b"")
+            os.utime(incoming / READY, (ready_at, ready_at))
+        lock.release(incoming)
+        return Idle("the files changed while they were being claimed; the next claim looks again")
+    return _finish_claim(params, owner, delivery, recovered_from=None, resumed=False)
+
+
+def _finish_claim(
+    params: IngestParams,
+    owner: LockOwner,
+    delivery: Delivery,
+    recovered_from: LockOwner | None,
+    resumed: bool,
+) -> ClaimResult:
+    if resumed and not delivery.files and not delivery.problems:
+        # The previous holder released every file and died before removing the lock.
+        lock.release(params.incoming_dir)
+        return Idle("cleared a stale lock whose batch had already been released")
+    reasons = [p.describe() for p in delivery.problems]
+    reasons += manifest_mismatches(delivery) if not reasons else []
+    if not delivery.files and not reasons:
+        reasons = ["the delivery holds no files"]
+    if reasons:
+        destination = quarantine_delivery(params, delivery.batch_id, reasons, stage="claim")
+        lock.release(params.incoming_dir)
+        return Rejected(delivery.batch_id, tuple(reasons), destination)
+    if owner.batch_id != delivery.batch_id:
+        owner = lock.heartbeat(
+            params.incoming_dir,
+            LockOwner(**{**owner.__dict__, "batch_id": delivery.batch_id}),
+            owner.heartbeat_at,
+        )
+    duplicate_of = first_delivery(params.raw_dir, delivery.batch_id)
+    if duplicate_of is not None:
+        log.warning(
+            "delivery %s is a duplicate of batch %s (first delivered as %s, sequence %s): "
+            "the same content by hash; nothing new to apply",
+            repr(delivery.name) if delivery.name else "(unnamed)",
+            delivery.batch_id,
+            repr(duplicate_of["name"]) if duplicate_of["name"] else "(unnamed)",
+            duplicate_of["sequence"],
+        )
+    crashpoints.reach("claim ticket")
+    write_json(params.claimed_batch, {**delivery.ticket(), "duplicate_of": duplicate_of})
+    return Claimed(
+        delivery.batch_id,
+        owner,
+        delivery.name,
+        recovered_from=recovered_from,
+        resumed=resumed,
+        duplicate_of=duplicate_of,
+    )
+
+
+def quarantine_delivery(
+    params: IngestParams,
+    batch_id: str,
+    reasons: list[str],
+    stage: str,
+    report: dict[str, object] | None = None,
+    only: list[DeliveredFile] | None = None,
+) -> Path:
+    """Move the delivery (or just `only`) out of the drop folder into quarantine, with a report.
+
+    Entries are renamed, never read, so FIFOs and device files move as safely as data files.
+    """
+    incoming = params.incoming_dir
+    destination = params.quarantine_dir / batch_id
+    with storage_errors(f"could not quarantine batch {batch_id}"):
+        (destination / "files").mkdir(parents=True, exist_ok=True)
+        summary = {"batch_id": batch_id, "status": "rejected", "stage": stage, "reasons": reasons}
+        write_json(destination / "report.json", report or summary)
+        names = [f.path for f in only] if only is not None else _all_entries(incoming)
+        touched = {destination, destination / "files", incoming}
+        for rel in names:
+            source = incoming / rel
+            if not (source.exists() or source.is_symlink()):
+                continue
+            target = destination / "files" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            touched |= {source.parent, target.parent}
+            if target.exists() or target.is_symlink():
+                source.unlink()
+            else:
+                crashpoints.reach("quarantine move")
+                os.rename(source, target)
+        manifest = incoming / MANIFEST
+        if manifest.exists():
+            crashpoints.reach("quarantine move manifest")
+            os.replace(manifest, destination / MANIFEST)
+        _fsync_dirs(touched)
+        _prune_empty_dirs(incoming)
+    return destination
+
+
+def _fsync_dirs(directories: set[Path]) -> None:
+    """Make renames and removals in `directories` durable, deepest first."""
+    for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+        if directory.is_dir():
+            fsync_dir(directory)
+
+
+def _all_entries(incoming: Path) -> list[str]:
+    """Every payload entry in the drop folder: regular files and the ones that are not."""
+    found, problems = scan(incoming)
+    return sorted({rel for rel, _info in found} | {p.path for p in problems})
+
+
+def release_batch(
+    params: IngestParams, rejected_report: dict[str, object] | None, owner: LockOwner | None = None
+) -> list[str]:
+    """Clear the claimed batch from the drop folder and drop the lock; the files left behind.
+
+    Files are removed only when their bytes still equal the claim's record; anything else (a
+    file changed after the claim, a new delivery written too early) stays for the operator. A
+    batch the contract rejected is moved to quarantine with its report instead of being removed.
+    With `owner`, nothing is touched unless the lock is still that claim, and the lock is dropped
+    only while it is (see `lock.release`); otherwise a LockError says who holds it now.
+    """
+    incoming = params.incoming_dir
+    if owner is not None:
+        lock.heartbeat(incoming, owner, time.time())
+    ticket = read_ticket(params)
+    batch_id = str(ticket.get("batch_id") or batch_id_of([]))
+    files = ticket_files(ticket)
+    if rejected_report is not None:
+        quarantine_delivery(
+            params, batch_id, [], stage="validate", report=rejected_report, only=files
+        )
+    else:
+        with storage_errors(f"could not clear batch {batch_id} from {incoming}"):
+            touched = {incoming}
+            for item in files:
+                path = incoming / item.path
+                try:
+                    if hash_file(path) == (item.size, item.sha256):
+                        crashpoints.reach("release remove file")
+                        path.unlink()
+                        touched.add(path.parent)
+                except OSError:
+                    continue
+            if (incoming / MANIFEST).exists():
+                crashpoints.reach("release remove manifest")
+                (incoming / MANIFEST).unlink(missing_ok=True)
+            _fsync_dirs(touched)
+            _prune_empty_dirs(incoming)
+    leftovers = [printable(rel) for rel in _all_entries(incoming)]
+    if leftovers:
+        log.warning("left in %s after batch %s: %s", incoming, batch_id, leftovers)
+    lock.release(incoming, owner)
+    return leftovers
+
+
+def _prune_empty_dirs(root: Path) -> None:
+    for dirpath, _dirnames, _filenames in os.walk(root, topdown=False):
+        path = Path(dirpath)
+        if path != root and not any(path.iterdir()):
+            path.rmdir()

@@ -1,0 +1,257 @@
+"""The `_PROCESSING` lock: who holds the active batch, and whether that holder is still alive.
+
+In: the drop folder, the would-be owner, the clock. Out: the lock file, created atomically with its
+owner record (run id, host, pid and the pid's start time, claim and heartbeat times), and answers to
+"is it mine, live, or stale?". Creating the lock is an exclusive hard link of a fully written file,
+so two claimants can never both win. Taking over a stale lock and renewing one are
+read-compare-replace steps; they run under an flock on `.claim-mutex`, so a claimant can never take
+over a lock that another one has just renewed or taken over, and a holder that lost its lock (a
+zombie task whose lock was recovered) finds out at its next heartbeat instead of writing on. A
+takeover replaces the lock in one rename, so a crash in the middle never leaves the batch unlocked
+and without `_READY`, where no claim would find it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import psutil
+
+from mainstem import crashpoints
+from mainstem.durable import fsync_dir, storage_errors
+from mainstem.errors import LockError
+from mainstem.intake.delivery import CLAIM_TMP_PREFIX, PROCESSING, READY
+
+LockState = Literal["mine", "live", "stale"]
+MUTEX = f"{CLAIM_TMP_PREFIX}mutex"
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    run_id: str
+    host: str
+    pid: int
+    pid_started: float
+    claimed_at: float
+    heartbeat_at: float
+    batch_id: str | None = None
+
+    def describe(self) -> str:
+        claimed = datetime.fromtimestamp(self.claimed_at, UTC).isoformat(timespec="seconds")
+        return f"run {self.run_id} (host {self.host}, pid {self.pid}, claimed {claimed})"
+
+
+def process_start_time(pid: int) -> float:
+    """When `pid` started, or 0.0 when there is no such process or it has already exited.
+
+    A killed process stays a zombie until its parent (or init) reaps it; it holds nothing any
+    more, so it counts as gone.
+    """
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return 0.0
+        return process.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return 0.0
+
+
+def owner_for(run_id: str, now: float, batch_id: str | None = None) -> LockOwner:
+    """A lock owner record for this process."""
+    pid = os.getpid()
+    return LockOwner(run_id, socket.gethostname(), pid, process_start_time(pid), now, now, batch_id)
+
+
+def lock_path(incoming: Path) -> Path:
+    return incoming / PROCESSING
+
+
+def read_owner(incoming: Path) -> LockOwner | None:
+    """The lock's owner; None when unlocked. An unreadable lock reads as an unknown owner."""
+    path = lock_path(incoming)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return LockOwner(**raw)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        return LockOwner("unknown", "unknown", 0, 0.0, mtime, mtime)
+
+
+def owner_alive(owner: LockOwner) -> bool | None:
+    """True/False when the owner's process can be checked from here; None when it cannot."""
+    if owner.host != socket.gethostname() or owner.pid <= 0:
+        return None
+    started = process_start_time(owner.pid)
+    # A pid that was recycled by a newer process does not count as the owner.
+    return started != 0.0 and abs(started - owner.pid_started) < 1.0
+
+
+def state_of(
+    owner: LockOwner, run_id: str, now: float, stale_after: float, dead_grace: float
+) -> LockState:
+    """Whether a lock belongs to run `run_id`, to a live holder, or to nobody any more."""
+    if owner.run_id == run_id:
+        return "mine"
+    idle = now - owner.heartbeat_at
+    if idle > stale_after:
+        return "stale"
+    alive = owner_alive(owner)
+    if alive:
+        return "live"
+    if alive is False and idle > dead_grace:
+        return "stale"
+    return "live"
+
+
+@contextmanager
+def claim_mutex(incoming: Path) -> Iterator[None]:
+    """Serialise the lock's read-compare-write steps among the claimants of this drop folder.
+
+    The kernel drops an flock when its holder dies, so a crash inside never blocks anyone.
+    """
+    fd = os.open(incoming / MUTEX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def clear_stale_claim_files(incoming: Path) -> None:
+    """Remove the scratch files of claimants on this host that died in the middle of a claim."""
+    host = socket.gethostname()
+    with storage_errors(f"could not tidy the claim files in {incoming}"):
+        for path in incoming.glob(f"{CLAIM_TMP_PREFIX}*-*"):
+            prefix, _sep, pid = path.name.rpartition("-")
+            if not prefix.endswith(host) or not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            if process_start_time(int(pid)) == 0.0:
+                path.unlink(missing_ok=True)
+
+
+def _write_tmp(incoming: Path, owner: LockOwner) -> Path:
+    tmp = incoming / f"{CLAIM_TMP_PREFIX}{owner.host}-{owner.pid}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(asdict(owner), handle, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return tmp
+
+
+def acquire(incoming: Path, owner: LockOwner, ready_required: bool = False) -> bool:
+    """Create the lock for `owner` if there is none; True when this call created it.
+
+    The `_READY` marker is removed afterwards: the lock, not the marker, now says the batch is
+    taken. A crash between the two leaves both, which the next claim resolves as a stale lock.
+    With `ready_required`, a `_READY` that is already gone means another claimant took this batch
+    (and released it) between our look and our link: the new lock is dropped and False returned.
+    """
+    with storage_errors(f"could not take the lock in {incoming}"):
+        tmp = _write_tmp(incoming, owner)
+        try:
+            crashpoints.reach("claim lock")
+            os.link(tmp, lock_path(incoming))
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        crashpoints.reach("claim remove _READY")
+        try:
+            (incoming / READY).unlink()
+        except FileNotFoundError:
+            if ready_required:
+                lock_path(incoming).unlink(missing_ok=True)
+                fsync_dir(incoming)
+                return False
+        fsync_dir(incoming)
+    return True
+
+
+def take_over(incoming: Path, stale: LockOwner, owner: LockOwner) -> bool:
+    """Replace a stale lock with one for `owner`; False when another claimant got there first.
+
+    The new lock replaces the stale one in a single rename, so there is never a moment without a
+    lock: a crash half-way leaves either the stale lock (recovered again) or ours.
+    """
+    with storage_errors(f"could not take over the lock in {incoming}"), claim_mutex(incoming):
+        if read_owner(incoming) != stale:
+            return False
+        tmp = _write_tmp(incoming, owner)
+        try:
+            crashpoints.reach("take over stale lock")
+            os.replace(tmp, lock_path(incoming))
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(incoming)
+        # The stale holder may have died between creating the lock and removing `_READY`.
+        if (incoming / READY).exists():
+            crashpoints.reach("claim remove _READY")
+            (incoming / READY).unlink(missing_ok=True)
+            fsync_dir(incoming)
+    return True
+
+
+def _same_claim(a: LockOwner, b: LockOwner) -> bool:
+    return a.run_id == b.run_id and a.claimed_at == b.claimed_at
+
+
+def heartbeat(incoming: Path, owner: LockOwner, now: float) -> LockOwner:
+    """Re-stamp the lock with this process as the holder and `now` as its last sign of life.
+
+    Raises LockError when the lock is no longer `owner`'s claim: another claimant recovered it
+    (this run was taken for dead) or it was released, and this run must not write on.
+    """
+    pid = os.getpid()
+    renewed = replace(owner, pid=pid, pid_started=process_start_time(pid), heartbeat_at=now)
+    with storage_errors(f"could not renew the lock in {incoming}"), claim_mutex(incoming):
+        current = read_owner(incoming)
+        if current is None or not _same_claim(current, owner):
+            held_by = current.describe() if current else "nobody"
+            raise LockError(
+                f"run {owner.run_id} lost the batch lock in {incoming} (now held by {held_by}); "
+                "it stops here and leaves the batch to the current holder"
+            )
+        tmp = _write_tmp(incoming, renewed)
+        crashpoints.reach("lock heartbeat")
+        os.replace(tmp, lock_path(incoming))
+        fsync_dir(incoming)
+    return renewed
+
+
+def release(incoming: Path, owner: LockOwner | None = None) -> None:
+    """Remove the lock. Removing a lock that is already gone is not an error.
+
+    With `owner`, the lock is removed only while it is still that claim, checked under the claim
+    mutex: a run taken for dead, whose batch another claimant recovered, must not drop the new
+    holder's lock. It gets a LockError instead, and the lock stays.
+    """
+    with storage_errors(f"could not remove the lock in {incoming}"):
+        if owner is None:
+            crashpoints.reach("release lock")
+            lock_path(incoming).unlink(missing_ok=True)
+            fsync_dir(incoming)
+            return
+        with claim_mutex(incoming):
+            current = read_owner(incoming)
+            if current is not None and not _same_claim(current, owner):
+                raise LockError(
+                    f"run {owner.run_id} did not release the batch lock in {incoming}: "
+                    f"{current.describe()} holds it now"
+                )
+            crashpoints.reach("release lock")
+            lock_path(incoming).unlink(missing_ok=True)
+            fsync_dir(incoming)

@@ -1,0 +1,1 @@
+"""Running mainstem on one machine: the demo, sample data, the local Airflow and services."""

@@ -1,0 +1,246 @@
+"""`make demo`: the whole flow on embedded sample data, in a workspace of its own.
+
+In: a base folder (default `.demo/` in the source tree, which git ignores). Out: a fresh pipeline
+workspace at `<base>/workspace` with a local DVC remote at `<base>/remote`, the sample batches
+delivered and processed one at a time, and a printed account of each batch. Then the loop: the
+retrain policy's decision chain, a training when it says so (the new MLflow run, and where the
+production alias points), and a second pass of batches where the policy says "no" below the
+threshold and "yes" once it is crossed. Every run starts over from an empty base folder, so
+left-overs of an earlier run never get in the way: an Airflow that an interrupted demo left
+running is stopped first. A folder some other live process uses (`make airflow`, `make stack`, a
+shell in the workspace) is never deleted; the demo says which process to stop, and stops.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, TextIO
+
+from mainstem.commands import git
+from mainstem.durable import read_json
+from mainstem.errors import MainstemError
+from mainstem.flow.batch import BatchRun, process_next_batch
+from mainstem.flow.workspace import create_workspace, source_root
+from mainstem.intake.dropfolder import Idle, Rejected
+from mainstem.intake.submit import submit
+from mainstem.local.airflow_launcher import AirflowStack, BatchRuns, stop_orphans
+from mainstem.local.occupancy import processes_using
+from mainstem.local.samples import BatchSpec, demo_batches, make_batch, second_pass_batches
+from mainstem.local.services import free_port
+from mainstem.names import DATA_DAG
+from mainstem.params import load_params
+from mainstem.training.decision_log import record_decision
+from mainstem.training.policy import RetrainDecision, explain
+from mainstem.training.request import TrainingOutcome, train_from_decision, workspace_decision
+from mainstem.validation.layout import read_report
+
+
+def default_base() -> Path:
+    return source_root() / ".demo"
+
+
+def top_reasons(report: dict[str, Any], limit: int = 4) -> list[str]:
+    """The most frequent rejection causes of a batch, as short lines."""
+    if report["reasons"]:
+        return [str(reason) for reason in report["reasons"]][:limit]
+    counts = Counter(
+        {
+            f"{f['column'] or 'row'}: {f['check']}": int(f["rows"])
+            for f in report["failures_by_check"]
+        }
+    )
+    return [
+        f"{reason} ({count} row{'s' if count != 1 else ''})"
+        for reason, count in counts.most_common(limit)
+    ]
+
+
+def describe(label: str, run: BatchRun) -> list[str]:
+    """What happened to one delivered batch, for a person to read."""
+    claim = run.claim
+    if isinstance(claim, Idle):
+        return [f"{label}: not processed ({claim.reason})"]
+    if isinstance(claim, Rejected):
+        lines = [f"{label} ({claim.batch_id}): REJECTED at the drop folder"]
+        return lines + [f"    - {reason}" for reason in claim.reasons]
+    return describe_report(label, claim.batch_id, run.report or {}, run.master_rows)
+
+
+def describe_report(
+    label: str, batch_id: str, report: dict[str, Any], master_rows: int | None
+) -> list[str]:
+    """A batch's figures from its validation report, and the master's size after it."""
+    status = "REJECTED by the contract" if report["status"] == "rejected" else "accepted"
+    lines = [
+        f"{label} ({batch_id}): {status}",
+        f"  rows:   {report['rows_in']} in, {report['rows_accepted']} accepted, "
+        f"{report['rows_rejected']} rejected",
+    ]
+    lines += [f"    - {reason}" for reason in top_reasons(report)]
+    lines.append(
+        f"  images: {report['images_accepted']} accepted, {report['images_rejected']} rejected"
+    )
+    lines.append(f"  master: {master_rows} rows")
+    return lines
+
+
+def deliver_and_process(
+    workspace: Path, deliveries: Path, specs: list[BatchSpec], out: TextIO
+) -> list[BatchRun]:
+    incoming = load_params(workspace).ingest.incoming_dir
+    runs = []
+    for spec in specs:
+        folder = make_batch(deliveries / spec.name, spec)
+        submit([folder], incoming, spec.name)
+        run = process_next_batch(workspace, run_id=f"demo-{spec.name}")
+        runs.append(run)
+        print("\n".join(describe(spec.name, run)), file=out, flush=True)
+    return runs
+
+
+def describe_training(outcome: TrainingOutcome, alias: str) -> list[str]:
+    """The new run and where the production alias points after it."""
+    where = "moved to it" if outcome.promoted else f"stays at version {outcome.production_version}"
+    return [
+        f"  trained: run {outcome.run_id} on {outcome.master_rows} rows, "
+        f"{outcome.eval_metric}={outcome.score:.3f}",
+        f"  registered as version {outcome.model_version}; '{alias}' {where}",
+    ]
+
+
+def policy_step(workspace: Path, out: TextIO, full: bool) -> RetrainDecision:
+    """Ask the retrain policy, print its chain (or just its verdict), and train when it says so."""
+    params = load_params(workspace)
+    decision = workspace_decision(params)
+    record_decision(params, decision.to_json(), "demo")
+    if full:
+        print("\n".join(f"  {line}" for line in explain(decision)), file=out, flush=True)
+    else:
+        verdict = "RETRAIN" if decision.retrain else "no retrain"
+        print(f"  policy: {verdict} - {decision.reason}", file=out, flush=True)
+    if decision.retrain:
+        outcome = train_from_decision(workspace, decision, requested_by="demo")
+        alias = load_params(workspace).train.production_alias
+        print("\n".join(describe_training(outcome, alias)), file=out, flush=True)
+    return decision
+
+
+def run_direct(workspace: Path, deliveries: Path, out: TextIO) -> None:
+    """Each batch through `dvc repro` in this process; the policy, and training, after them."""
+    print("\n== processing sample batches with `dvc repro` ==", file=out, flush=True)
+    deliver_and_process(workspace, deliveries, demo_batches(), out)
+    print("\n== retrain policy: the decision chain ==", file=out, flush=True)
+    policy_step(workspace, out, full=True)
+    print("\n== second pass: more batches, the policy after each ==", file=out, flush=True)
+    for spec in second_pass_batches():
+        deliver_and_process(workspace, deliveries, [spec], out)
+        policy_step(workspace, out, full=False)
+
+
+def describe_runs(label: str, workspace: Path, runs: BatchRuns) -> list[str]:
+    """One batch's account: its figures, then what each DAG run did."""
+    params = load_params(workspace)
+    state = runs.data_run["state"]
+    if runs.claim is None:
+        return [f"{label}: data_pipeline_dag {state}; the drop folder refused it (see the log)"]
+    batch_id = str(runs.claim["batch_id"])
+    report = read_report(params.validate.validated_dir, batch_id) or {}
+    rows = read_json(params.merge.metrics_file)["master_rows"]
+    lines = describe_report(label, batch_id, report, rows) if report else [f"{label}: {state}"]
+    lines.append(f"  data_pipeline_dag: {state}")
+    if runs.decision is not None:
+        verdict = "RETRAIN" if runs.decision["retrain"] else "no retrain"
+        lines.append(f"  retrain_policy_dag: {verdict} - {runs.decision['reason']}")
+    if runs.train_run is not None:
+        trained = runs.trained or {}
+        alias = params.train.production_alias
+        if runs.train_run["state"] != "success" or not trained:
+            lines.append(f"  train_pipeline_dag: {runs.train_run['state']}")
+        else:
+            where = (
+                "moved to it"
+                if trained["promoted"]
+                else f"stays at version {trained['production_version']}"
+            )
+            lines.append(
+                f"  train_pipeline_dag: version {trained['model_version']} "
+                f"({trained['eval_metric']}={trained['score']:.3f}) on {trained['master_rows']} "
+                f"rows; '{alias}' {where}"
+            )
+    return lines
+
+
+def run_with_airflow(workspace: Path, base: Path, out: TextIO) -> None:
+    """Each batch delivered, then followed through the three DAGs on a real scheduler."""
+    stack = AirflowStack(workspace, base / "airflow", port=free_port())
+    print(f"\n== starting Airflow at {stack.url} (SQLite, LocalExecutor) ==", file=out, flush=True)
+    started = time.monotonic()
+    stack.start()
+    try:
+        stack.wait_for_run(DATA_DAG, timeout=180)  # the first scheduled run
+        print(f"ready in {time.monotonic() - started:.0f} s", file=out, flush=True)
+        incoming = load_params(workspace).ingest.incoming_dir
+        last: dict[str, Any] | None = None
+        passes = [("first pass", demo_batches()), ("second pass", second_pass_batches())]
+        for title, specs in passes:
+            print(
+                f"\n== {title}: data_pipeline_dag -> retrain_policy_dag -> train_pipeline_dag ==",
+                file=out,
+                flush=True,
+            )
+            for spec in specs:
+                submit([make_batch(base / "deliveries" / spec.name, spec)], incoming, spec.name)
+                runs = stack.follow_batch(spec.name)
+                last = runs.decision or last
+                print("\n".join(describe_runs(spec.name, workspace, runs)), file=out, flush=True)
+        if last is not None:
+            print("\n== the last retrain decision, step by step ==", file=out)
+            print(
+                "\n".join(f"  {line}" for line in explain(RetrainDecision.from_json(last))),
+                file=out,
+            )
+    finally:
+        stack.stop()
+        print("\nAirflow stopped.", file=out, flush=True)
+
+
+def clear_base(base: Path, out: TextIO) -> None:
+    """Delete an earlier demo's folder, unless a live process (not its left-overs) uses it."""
+    left = stop_orphans(base / "airflow")
+    if left:
+        print(f"stopped what an interrupted demo left running: {', '.join(left)}", file=out)
+    users = processes_using(base)
+    if users:
+        raise MainstemError(
+            f"{base} is in use by {'; '.join(users)}; stop "
+            f"{'it' if len(users) == 1 else 'them'} (`make stack-down` stops `make stack`, Ctrl-C "
+            "stops `make airflow`) and run the demo again. Nothing was deleted."
+        )
+    shutil.rmtree(base)
+
+
+def run_demo(base: Path, out: TextIO, direct: bool = False) -> Path:
+    """Start over in `base`, process the sample batches, and print what happened.
+
+    By default the batches go through the real Airflow scheduler; `direct` runs the same steps
+    in this process instead, for a quick look.
+    """
+    if base.exists():
+        clear_base(base, out)
+    base.mkdir(parents=True)
+    print(f"workspace: {base / 'workspace'} (DVC remote: {base / 'remote'})", file=out)
+    workspace = create_workspace(base / "workspace")
+    # MLflow logs each store migration at INFO; the demo's reader wants the decision, not those.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if direct:
+        run_direct(workspace, base / "deliveries", out)
+    else:
+        run_with_airflow(workspace, base, out)
+    log = git(["log", "--format=%h %s"], workspace).stdout
+    print("\n== lineage: git log in the workspace ==", file=out)
+    print(log.rstrip(), file=out)
+    return workspace

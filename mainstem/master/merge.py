@@ -1,0 +1,325 @@
+"""Upsert validated batches into the master, touching only the parts their keys fall in.
+
+In: the current master manifest, the batches to apply (in sequence order) and the partitioning.
+Out: the new manifest and the rewritten parts. Within the pending batches a later batch wins for a
+key (last write wins, by batch order); against the master, a batch's row replaces the stored row.
+The work is proportional to the parts the batch touches, not to the master: each touched part is
+read, upserted, sorted by key and rewritten (several at once, two per core); every other part is
+carried over unchanged as a hard link. A part's bytes depend only on its rows, so applying batches
+one at a time and rebuilding from all of them at once give the same files.
+Applying a batch that is already recorded is a no-op, so a crash and a re-run apply rows once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mainstem import crashpoints
+from mainstem.durable import fresh_dir, publish_dir, staging_path, storage_errors, write_json
+from mainstem.errors import MainstemError
+from mainstem.fingerprint import fingerprint
+from mainstem.intake.ingest import list_raw_batches
+from mainstem.master.parts import (
+    MANIFEST,
+    AppliedBatch,
+    Manifest,
+    Partitioning,
+    read_manifest,
+    read_part,
+)
+from mainstem.params import MergeParams, Params
+from mainstem.progress import progress
+from mainstem.validation.columnar import arrow_schema, parquet_bytes
+from mainstem.validation.contract import Contract
+from mainstem.validation.layout import ACCEPTED, read_report
+
+log = logging.getLogger(__name__)
+MERGE_MODULES = ["mainstem.master.merge", "mainstem.master.parts", "mainstem.validation.columnar"]
+_MAX_RUNS = 256
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    applied: AppliedBatch
+    rows: pa.Table
+
+
+def latest_per_key(tables: Iterable[pa.Table], key: str) -> pa.Table:
+    """All rows of `tables`, keeping only the last occurrence of each key, sorted by key."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        raise ValueError("latest_per_key needs at least one non-empty table")
+    combined = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    if len(tables) > 1:
+        keys = combined[key].to_numpy(zero_copy_only=False)
+        reversed_keys = keys[::-1]
+        _unique, first_in_reversed = np.unique(reversed_keys, return_index=True)
+        last = np.sort(len(keys) - 1 - first_in_reversed)
+        combined = combined.take(pa.array(last))
+    return combined.sort_by(key)
+
+
+def upsert(existing: pa.Table | None, updates: pa.Table, key: str) -> pa.Table:
+    """`existing` with every row whose key is in `updates` replaced by the update, sorted by key.
+
+    `existing` is a part as mainstem writes it (sorted by key, each key once); `updates` holds each
+    key once, in any order.
+    """
+    updates = updates.sort_by(key)
+    if existing is None or existing.num_rows == 0:
+        return updates.combine_chunks()
+    runs = _merge_runs(existing[key], updates[key])
+    if runs is not None:
+        pieces = [
+            (updates if new else existing).slice(start, length) for new, start, length in runs
+        ]
+        return pa.concat_tables(pieces).combine_chunks()
+    keep = pc.invert(pc.is_in(existing[key], value_set=updates[key].combine_chunks()))
+    return pa.concat_tables([existing.filter(keep), updates]).sort_by(key).combine_chunks()
+
+
+def _merge_runs(old: pa.ChunkedArray, new: pa.ChunkedArray) -> list[tuple[bool, int, int]] | None:
+    """How to interleave two sorted integer key columns: (from `new`?, start, length) runs.
+
+    A row of `old` whose key is in `new` is left out. Copying a few long runs of rows is much
+    cheaper than gathering every row one by one, which is what a batch of scattered corrections
+    needs; None when the keys are not integers or the runs are too many to be worth it.
+    """
+    if not pa.types.is_integer(old.type):
+        return None
+    old_keys = np.asarray(old.to_numpy())
+    new_keys = np.asarray(new.to_numpy())
+    if not len(new_keys):
+        return [(False, 0, len(old_keys))]
+    at = np.searchsorted(old_keys, new_keys)
+    inside = at < len(old_keys)
+    replaced = np.zeros(len(new_keys), dtype=bool)
+    replaced[inside] = old_keys[at[inside]] == new_keys[inside]
+    consumed = at + replaced  # rows of `old` used up once update i is placed
+    before = np.r_[0, consumed[:-1]]
+    gap = at - before  # rows of `old` between update i-1 and update i
+    run_starts = np.flatnonzero(np.r_[True, gap[1:] > 0])
+    if len(run_starts) > _MAX_RUNS:
+        return None
+    run_ends = np.r_[run_starts[1:], len(new_keys)]
+    runs: list[tuple[bool, int, int]] = []
+    for first, last in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
+        if gap[first]:
+            runs.append((False, int(before[first]), int(gap[first])))
+        runs.append((True, first, last - first))
+    if consumed[-1] < len(old_keys):
+        runs.append((False, int(consumed[-1]), len(old_keys) - int(consumed[-1])))
+    return runs
+
+
+def split_by_part(updates: pa.Table, key: str, partitioning: Partitioning) -> dict[int, pa.Table]:
+    """The update rows grouped by the part they belong to."""
+    indexes = partitioning.part_indexes(updates[key])
+    order = np.argsort(indexes, kind="stable")
+    sorted_indexes = indexes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_indexes[1:] != sorted_indexes[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    return {
+        int(sorted_indexes[start]): updates.take(pa.array(order[start:end]))
+        for start, end in zip(starts, ends, strict=True)
+    }
+
+
+def updates_by_part(
+    base: Manifest, pending: list[PendingBatch], schema: pa.Schema
+) -> dict[str, pa.Table]:
+    """The rows `pending` writes, latest per key, grouped by the name of the part they go to."""
+    with_rows = [batch.rows.cast(schema) for batch in pending if batch.rows.num_rows]
+    if not with_rows:
+        return {}
+    updates = latest_per_key(with_rows, base.key)
+    return {
+        base.partitioning.part_name(index): rows
+        for index, rows in sorted(split_by_part(updates, base.key, base.partitioning).items())
+    }
+
+
+def rewrite_part(
+    master_dir: Path, base: Manifest, name: str, updates: pa.Table, schema: pa.Schema
+) -> pa.Table:
+    """Part `name` of the master after `updates`."""
+    existing = read_part(master_dir, name).cast(schema) if name in base.parts else None
+    return upsert(existing, updates, base.key)
+
+
+def apply_batches(
+    master_dir: Path,
+    base: Manifest,
+    pending: list[PendingBatch],
+    schema: pa.Schema,
+    staged: Path,
+    workers: int = 0,
+) -> tuple[Manifest, list[str]]:
+    """Write every part `pending` changes into `staged`; the new manifest and the parts written.
+
+    Parts are independent, so they are rewritten in a pool of threads (Arrow releases the GIL
+    while it decodes, sorts and encodes); each part is fsynced by the thread that wrote it, so the
+    disk flushes one part while others are encoded. `workers` defaults to two per core.
+    """
+    manifest = replace(base, parts=dict(base.parts), batches=list(base.batches))
+    manifest.batches.extend(batch.applied for batch in pending)
+    todo = updates_by_part(base, pending, schema)
+
+    def write(name: str) -> int:
+        part = rewrite_part(master_dir, base, name, todo.pop(name), schema)
+        crashpoints.reach("master write part")
+        with open(staged / name, "wb") as handle:
+            handle.write(parquet_bytes(part))
+            handle.flush()
+            os.fsync(handle.fileno())
+        return part.num_rows
+
+    # two threads per core: while one waits for its part's fsync, the other keeps the core busy
+    workers = min(workers or 2 * (os.cpu_count() or 1), len(todo)) or 1
+    names = list(todo)
+    counts: dict[str, int] = {}
+    with (
+        progress(len(names), "merge", unit="part") as bar,
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
+        for name, rows in zip(names, pool.map(write, names), strict=True):
+            counts[name] = rows
+            bar.update(1)
+    manifest.parts.update(counts)
+    return manifest, sorted(counts)
+
+
+def publish_master(
+    master_dir: Path,
+    manifest: Manifest,
+    staged: Path,
+    changed: list[str],
+    previous: Manifest | None,
+) -> None:
+    """Complete the staged master and swap it in with one atomic rename.
+
+    `staged` already holds the parts in `changed`, fsynced. Every other part is a hard link to the
+    current file: no bytes are copied, and DVC sees the same inode and mtime, so it does not hash
+    it again.
+    """
+    written = set(changed)
+    for name in manifest.parts:
+        if name not in written and previous is not None and name in previous.parts:
+            os.link(master_dir / name, staged / name)
+    write_json(staged / MANIFEST, manifest.to_json())
+    master_dir.parent.mkdir(parents=True, exist_ok=True)
+    # every file in `staged` is durable already: parts were fsynced by their writer, carried-over
+    # parts are links to published files and write_json syncs the manifest; only the directory
+    # entries are left, so the cost of publishing does not grow with the number of parts
+    publish_dir(staged, master_dir, durable=[*manifest.parts, MANIFEST])
+
+
+def refresh_master(
+    master_dir: Path,
+    reports: list[dict[str, object]],
+    accepted_path: Callable[[str], Path],
+    empty: Manifest,
+    schema: pa.Schema,
+    workers: int = 0,
+) -> Manifest:
+    """Apply every validated batch the master has not seen; rebuild if history changed.
+
+    `reports` are the validation reports of every batch in sequence order, `empty` the manifest of
+    an empty master with the current contract, partitioning and fingerprint. When the master's
+    recorded batches are a prefix of `reports` (same ids, same accepted bytes) only the rest is
+    applied; otherwise (a new contract, new code, a changed batch) the master is rebuilt.
+    """
+    wanted = [_applied(report) for report in reports]
+    current = read_manifest(master_dir)
+    base = empty
+    if (
+        current is not None
+        and (current.contract, current.fingerprint, current.partitioning, current.key)
+        == (empty.contract, empty.fingerprint, empty.partitioning, empty.key)
+        and current.batches == wanted[: len(current.batches)]
+    ):
+        base = current
+    todo = wanted[len(base.batches) :]
+    if base is current and not todo:
+        log.info("master is up to date: %d rows from %d batches", current.rows, len(wanted))
+        return current
+    if base is empty and current is not None:
+        log.info("rebuilding the master: its history or fingerprint no longer matches")
+    pending = [
+        PendingBatch(
+            applied,
+            pq.read_table(accepted_path(applied.batch_id))
+            if applied.status == "accepted"
+            else schema.empty_table(),
+        )
+        for applied in todo
+    ]
+    staged = fresh_dir(staging_path(master_dir, "next"))
+    with storage_errors(f"could not write the master at {master_dir}"):
+        manifest, changed = apply_batches(master_dir, base, pending, schema, staged, workers)
+        publish_master(master_dir, manifest, staged, changed, base if base is current else None)
+    log.info(
+        "master: %d rows in %d parts after %d batch(es); %d part(s) rewritten",
+        manifest.rows,
+        len(manifest.parts),
+        len(todo),
+        len(changed),
+    )
+    return manifest
+
+
+def _applied(report: dict[str, object]) -> AppliedBatch:
+    return AppliedBatch(
+        batch_id=str(report["batch_id"]),
+        sequence=int(str(report["sequence"])),
+        status=str(report["status"]),
+        accepted_sha256=str(report["accepted_sha256"]),
+        rows_accepted=int(str(report["rows_accepted"])),
+    )
+
+
+def partitioning_for(contract: Contract, params: MergeParams) -> Partitioning:
+    """Key ranges for integer keys; stable hash buckets for text keys."""
+    if contract.dtypes[contract.primary_key] == "int64":
+        return Partitioning("range", params.part_key_span)
+    return Partitioning("hash", params.hash_buckets)
+
+
+def update_master(params: Params, contract: Contract) -> tuple[Manifest, list[dict[str, Any]]]:
+    """Merge every validated batch into the master; the manifest and the batches' reports."""
+    validated = params.validate.validated_dir
+    reports = []
+    for raw in list_raw_batches(params.ingest.raw_dir):
+        report = read_report(validated, raw.batch_id)
+        if report is None:
+            raise MainstemError(
+                f"batch {raw.batch_id} has no validation report in {validated}; "
+                "run `dvc repro validate` first"
+            )
+        reports.append(report)
+    partitioning = partitioning_for(contract, params.merge)
+    empty = Manifest(
+        contract=contract.ref,
+        key=contract.primary_key,
+        partitioning=partitioning,
+        fingerprint=fingerprint(MERGE_MODULES, {"partitioning": partitioning.to_json()}),
+    )
+    manifest = refresh_master(
+        params.merge.master_dir,
+        reports,
+        lambda batch_id: validated / batch_id / ACCEPTED,
+        empty,
+        arrow_schema(contract),
+    )
+    return manifest, reports

@@ -1,0 +1,1 @@
+"""Training: features, model, the MLflow registry, and the retrain policy."""

@@ -1,0 +1,103 @@
+"""data_pipeline_dag under `dag.test()`, with real DVC, git and files in a temporary workspace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mainstem.commands import dvc, git
+from mainstem.intake import lock
+from mainstem.local.samples import BatchSpec
+from mainstem.params import load_params
+from tests.conftest import Deliver
+from tests.func.dags.conftest import take_queued, variable
+
+
+def _states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_dag_structure(dagbag: Any) -> None:
+    assert dagbag.import_errors == {}
+    dag = dagbag.dags["data_pipeline_dag"]
+    assert dag.timetable.expression == "*/5 * * * *"
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    order = ["claim", "repro", "push", "record_lineage", "publish", "release"]
+    for upstream, downstream in zip(order, [*order[1:], "trigger_retrain_policy"], strict=True):
+        assert downstream in dag.get_task(upstream).downstream_task_ids
+    assert dag.doc_md and "CURRENT_MASTER_ROWS" in dag.doc_md
+
+
+def test_good_batch_grows_master_and_publishes_rows(
+    dagbag: Any, workspace: Path, deliver: Deliver
+) -> None:
+    deliver(BatchSpec(1, first_id=1, rows=30, bad_rows=2))
+    run = dagbag.dags["data_pipeline_dag"].test()
+
+    assert str(run.state) == "success", _states(run)
+    params = load_params(workspace)
+    master = pd.read_parquet(params.merge.master_dir)
+    metric = json.loads(params.merge.metrics_file.read_text())["master_rows"]
+    assert len(master) == metric == 28
+    assert variable("CURRENT_MASTER_ROWS") == str(metric)
+    assert not (params.ingest.incoming_dir / "_PROCESSING").exists()
+    assert "up to date" in dvc(["status"], workspace).stdout
+    assert "batch-001" in git(["log", "-1", "--format=%s"], workspace).stdout
+    assert take_queued("retrain_policy_dag") == [{}]
+
+
+def test_rejected_batch_is_quarantined_and_the_next_one_goes_through(
+    dagbag: Any, workspace: Path, deliver: Deliver
+) -> None:
+    dag = dagbag.dags["data_pipeline_dag"]
+    params = load_params(workspace)
+    deliver(BatchSpec(1, first_id=1, rows=20, drop_column="grade"))
+    rejected = dag.test()
+
+    assert str(rejected.state) == "failed"
+    states = _states(rejected)
+    assert states["release"] == "failed" and states["trigger_retrain_policy"] == "upstream_failed"
+    (quarantined,) = params.ingest.quarantine_dir.iterdir()
+    assert (quarantined / "files" / "batch-001.csv").exists()
+    assert json.loads((quarantined / "report.json").read_text())["status"] == "rejected"
+    assert not (params.ingest.incoming_dir / "_PROCESSING").exists()
+
+    deliver(BatchSpec(2, first_id=1, rows=20))
+    accepted = dag.test()
+    assert str(accepted.state) == "success", _states(accepted)
+    assert len(pd.read_parquet(params.merge.master_dir)) == 20
+
+
+def test_stale_lock_of_a_dead_owner_is_recovered(
+    dagbag: Any, workspace: Path, deliver: Deliver
+) -> None:
+    params = load_params(workspace)
+    deliver(BatchSpec(1, first_id=1, rows=12))
+    exited = [sys.executable, "-c", "import os; print(os.getpid())"]
+    pid = int(subprocess.run(exited, capture_output=True, check=True).stdout)
+    long_ago = time.time() - 3600
+    owner = lock.LockOwner("data_pipeline_dag/crashed", "gone-host", pid, 0.0, long_ago, long_ago)
+    assert lock.acquire(params.ingest.incoming_dir, owner)
+
+    run = dagbag.dags["data_pipeline_dag"].test()
+
+    assert str(run.state) == "success", _states(run)
+    assert len(pd.read_parquet(params.merge.master_dir)) == 12
+    assert not (params.ingest.incoming_dir / "_PROCESSING").exists()
+
+
+def test_nothing_ready_skips_everything(dagbag: Any, workspace: Path) -> None:
+    before = git(["rev-parse", "HEAD"], workspace).stdout
+    run = dagbag.dags["data_pipeline_dag"].test()
+
+    states = _states(run)
+    assert states.pop("claim") == "success"
+    assert set(states.values()) == {"skipped"}
+    assert git(["rev-parse", "HEAD"], workspace).stdout == before
