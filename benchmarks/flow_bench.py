@@ -162,10 +162,10 @@ def _timed_flow(root: Path) -> list[tuple[str, float, bool]]:
     )
     assert decision.current_master_rows == rows
     start = time.perf_counter()
-    batchflow.record_lineage(params, claim.batch_id, claim.duplicate)
+    batchflow.record_batch(params, claim.batch_id, claim.duplicate)
     steps.append(("(outside the target) lineage git commit", time.perf_counter() - start, False))
     start = time.perf_counter()
-    report = batchflow.release(params, claim.batch_id)
+    report = batchflow.release_claimed(params, claim.batch_id)
     steps.append(
         ("(outside the target) release the drop folder", time.perf_counter() - start, False)
     )

@@ -1,22 +1,17 @@
-"""data_pipeline_dag: wiring only; every step is a function in mainstem.flow.dag_steps."""
+"""data_pipeline_dag: wiring only; the steps are `mainstem.flow.sequences.BATCH_FLOW`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Variable, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import dag
 
-from mainstem.names import DATA_DAG, POLICY_DAG, WORKSPACE_POOL, workspace_for
+from mainstem.flow.airflow_tasks import path_tasks
+from mainstem.flow.sequences import BATCH_FLOW
+from mainstem.names import DATA_DAG, POLICY_DAG, workspace_for
 
 WORKSPACE = workspace_for(__file__)
-
-
-def _owner_id() -> str:
-    context = get_current_context()
-    return f"{context['dag'].dag_id}/{context['run_id']}"
 
 
 @dag(
@@ -36,10 +31,13 @@ def data_pipeline_dag() -> None:
     `_PROCESSING` lock, which records this run as owner), run **`dvc repro merge`** (ingest,
     validate against the active contract, upsert into the master), **`dvc push`**, **record
     lineage** (one git commit with `dvc.lock` and the metrics), **publish** `master_rows`,
-    **release** the drop folder, and trigger `retrain_policy_dag`.
+    **release** the drop folder, and trigger `retrain_policy_dag`. These are the steps of
+    `mainstem.flow.sequences.BATCH_FLOW`, the same list `mainstem process` runs; with
+    `MAINSTEM_SINGLE_TASK=1` they run as one task, `process_batch`.
 
     * Skips everything when nothing is ready or a live run holds the lock; recovers a lock
       whose owner died (the takeover is logged).
+    * Every step after the claim proves this run still owns the lock and renews it.
     * **Variables written:** `CURRENT_MASTER_ROWS`, from the DVC metrics file `metrics/master.json`.
     * **On a rejected batch** (refused at the drop folder, or by the contract): it is moved to
       `data/quarantine/<batch_id>/` with its report, the lock is released, and the run fails
@@ -48,59 +46,14 @@ def data_pipeline_dag() -> None:
       the owner is gone, finishes it. Merging is idempotent, so no row is applied twice.
     * DVC and git steps share the `mainstem_workspace` pool (1 slot) with the training DAG.
     """
-
-    @task.short_circuit
-    def claim() -> dict[str, Any] | None:
-        from mainstem.flow import dag_steps
-
-        try:
-            return dag_steps.claim(WORKSPACE, _owner_id())
-        except dag_steps.BatchRejectedError as exc:
-            raise AirflowFailException(str(exc)) from exc
-
-    @task(pool=WORKSPACE_POOL)
-    def repro() -> None:
-        from mainstem.flow import dag_steps
-
-        dag_steps.repro(WORKSPACE, _owner_id())
-
-    @task(pool=WORKSPACE_POOL)
-    def push() -> None:
-        from mainstem.flow import dag_steps
-
-        dag_steps.push(WORKSPACE, _owner_id())
-
-    @task(pool=WORKSPACE_POOL)
-    def record_lineage(claimed: dict[str, Any]) -> dict[str, Any]:
-        from mainstem.flow import dag_steps
-
-        return dag_steps.record_lineage(WORKSPACE, _owner_id(), bool(claimed["duplicate"]))
-
-    @task
-    def publish() -> int:
-        from mainstem.flow import dag_steps
-
-        return dag_steps.publish(WORKSPACE, lambda key, value: Variable.set(key, value))
-
-    @task
-    def release() -> dict[str, Any]:
-        from mainstem.flow import dag_steps
-
-        try:
-            return dag_steps.release(WORKSPACE, _owner_id())
-        except dag_steps.BatchRejectedError as exc:
-            raise AirflowFailException(str(exc)) from exc
-
     trigger_retrain_policy = TriggerDagRunOperator(
         task_id="trigger_retrain_policy",
         trigger_dag_id=POLICY_DAG,
         trigger_run_id="after__{{ run_id }}",
         skip_when_already_exists=True,
     )
-
-    claimed = claim()
-    lineage = record_lineage(claimed)
-    claimed >> repro() >> push() >> lineage >> publish() >> release() >> trigger_retrain_policy
+    _, last = path_tasks(BATCH_FLOW, WORKSPACE)
+    last >> trigger_retrain_policy
 
 
 data_pipeline_dag()

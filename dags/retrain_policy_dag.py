@@ -1,4 +1,4 @@
-"""retrain_policy_dag: wiring only; the decision is mainstem.training.policy, called via dag_steps."""
+"""retrain_policy_dag: wiring only; the decision is `mainstem.flow.policy.decide_retrain`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Variable, dag, task
 
-from mainstem.names import POLICY_DAG, TRAIN_DAG, workspace_for
+from mainstem.names import POLICY_DAG, ROWS_VARIABLE, THRESHOLD_VARIABLE, TRAIN_DAG, workspace_for
 
 WORKSPACE = workspace_for(__file__)
 
@@ -45,18 +45,18 @@ def retrain_policy_dag() -> None:
     def decide() -> dict[str, Any]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-        from mainstem.flow import dag_steps
+        from mainstem.flow.policy import decide_retrain
 
         in_flight = RuntimeTaskInstance.get_dr_count(dag_id=TRAIN_DAG, states=["queued", "running"])
-        return dag_steps.decide_retrain(
+        return decide_retrain(
             WORKSPACE,
-            Variable.get("CURRENT_MASTER_ROWS", default=None),
-            Variable.get("RETRAIN_THRESHOLD_ROWS", default=None),
+            Variable.get(ROWS_VARIABLE, default=None),
+            Variable.get(THRESHOLD_VARIABLE, default=None),
             training_in_flight=in_flight > 0,
         )
 
     @task.short_circuit
-    def should_retrain(decision: dict[str, Any]) -> bool:
+    def should_retrain(decision: Any) -> bool:  # the decide task's XCom, a dict at run time
         return bool(decision["retrain"])
 
     decision = decide()

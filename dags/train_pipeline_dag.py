@@ -1,14 +1,14 @@
-"""train_pipeline_dag: wiring only; the training is the DVC stage `train`."""
+"""train_pipeline_dag: wiring only; the steps are `mainstem.flow.sequences.TRAINING_FLOW`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from airflow.sdk import dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import dag
 
-from mainstem.names import TRAIN_DAG, WORKSPACE_POOL, workspace_for
+from mainstem.flow.airflow_tasks import path_tasks
+from mainstem.flow.sequences import TRAINING_FLOW
+from mainstem.names import TRAIN_DAG, workspace_for
 
 WORKSPACE = workspace_for(__file__)
 
@@ -30,40 +30,18 @@ def train_pipeline_dag() -> None:
     train request (the decision, the master's DVC hash and row count) and runs
     **`dvc repro train`**: it trains, logs one MLflow run, registers a version, and moves the
     production alias only if the new version is at least as good. Then **`dvc push`**, and one
-    lineage commit.
+    **lineage** commit. These are the steps of `mainstem.flow.sequences.TRAINING_FLOW`, the same
+    list the CLI runs; with `MAINSTEM_SINGLE_TASK=1` they run as one task, `train_model`.
 
     * **One training at a time:** `max_active_runs=1`, and every step holds the
       `mainstem_workspace` pool slot shared with `data_pipeline_dag`.
     * **Variables:** none read or written.
-    * **On failure** the request stays in the workspace; a retry re-runs the stage, which logs a
-      new MLflow run. The production alias only moves after a successful registration.
+    * **Without a decision in conf** the run fails at once; no retry can help.
+    * **On failure** the request stays in the workspace; a retry re-runs the stage, which finds
+      the MLflow run that already served the request instead of training again. The production
+      alias only moves after a successful registration.
     """
-
-    @task(pool=WORKSPACE_POOL)
-    def train() -> dict[str, Any]:
-        from mainstem.flow import dag_steps
-
-        context = get_current_context()
-        conf = context["dag_run"].conf or {}
-        requested_by = f"{context['dag'].dag_id}/{context['run_id']}"
-        try:
-            return dag_steps.train(WORKSPACE, conf.get("decision") or {}, requested_by)
-        except dag_steps.MissingDecisionError as exc:
-            raise AirflowFailException(str(exc)) from exc
-
-    @task(pool=WORKSPACE_POOL)
-    def push() -> None:
-        from mainstem.flow import dag_steps
-
-        dag_steps.push_training(WORKSPACE)
-
-    @task(pool=WORKSPACE_POOL)
-    def record_lineage() -> dict[str, Any]:
-        from mainstem.flow import dag_steps
-
-        return dag_steps.record_training(WORKSPACE)
-
-    train() >> push() >> record_lineage()
+    path_tasks(TRAINING_FLOW, WORKSPACE)
 
 
 train_pipeline_dag()

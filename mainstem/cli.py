@@ -74,9 +74,10 @@ def _airflow_variables(names: tuple[str, ...]) -> dict[str, str | None] | None:
 
 
 def _retrain_explain(args: argparse.Namespace) -> None:
+    from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
     from mainstem.params import load_params
-    from mainstem.training.policy import ROWS_VARIABLE, THRESHOLD_VARIABLE, explain
-    from mainstem.training.request import workspace_decision
+    from mainstem.training.policy import explain
+    from mainstem.training.request import PolicyInputs, workspace_decision
 
     params = load_params(args.workspace)
     rows, threshold = args.current_rows, args.threshold
@@ -90,14 +91,8 @@ def _retrain_explain(args: argparse.Namespace) -> None:
             variables[THRESHOLD_VARIABLE],
             f"Airflow Variable {THRESHOLD_VARIABLE}",
         )
-    decision = workspace_decision(
-        params,
-        rows,
-        threshold,
-        rows_source=rows_source,
-        threshold_source=threshold_source,
-        training_in_flight=args.in_flight,
-    )
+    given = PolicyInputs(rows, rows_source, threshold, threshold_source, args.in_flight)
+    decision = workspace_decision(params, given)
     if args.json:
         print(json.dumps(decision.to_json(), indent=2, sort_keys=True))
     else:
@@ -106,7 +101,8 @@ def _retrain_explain(args: argparse.Namespace) -> None:
 
 
 def _status(args: argparse.Namespace) -> None:
-    from mainstem.flow.status import ROWS_VARIABLE, THRESHOLD_VARIABLE, describe, workspace_status
+    from mainstem.flow.status import describe, workspace_status
+    from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
     from mainstem.params import load_params
 
     params = load_params(args.workspace)

@@ -1,16 +1,17 @@
-"""The steps that carry one claimed batch through the pipeline, shared by the DAG and the CLI.
+"""The steps of the batch path: claim → repro → push → record_lineage → publish → release.
 
-In: a workspace (its params) and a claim. Out, step by step: a preflight (can every path be
-written, is there room), the claim, the removal of what a crashed run left half-built, `dvc repro
-merge`, `dvc push`, a lineage commit, the published `master_rows`, and the release of the drop
-folder (to quarantine when the contract rejected the batch). `data_pipeline_dag` runs each step as
-its own task; `process_next_batch` runs them in order in one process, for the demo and for local
-use. Every step may be repeated after a crash without applying rows twice: a run killed anywhere
-is finished by the next one, which takes over the dead run's lock and resumes the batch.
+In: a FlowRun (the workspace and the id of the run that owns the batch) and the state the earlier
+steps produced. Out, step by step: a preflight (can every path be written, is there room) and the
+claim, the removal of what a crashed run left half-built, `dvc repro merge`, `dvc push`, a lineage
+commit, the published `master_rows`, and the release of the drop folder (to quarantine when the
+contract rejected the batch). `sequences.BATCH_FLOW` orders them; `process_next_batch` runs them
+all in this process. Every step may be repeated after a crash without applying rows twice: a run
+killed anywhere is finished by the next one, which takes over the dead run's lock and resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -25,13 +26,16 @@ from typing import Any
 from mainstem import crashpoints
 from mainstem.commands import dvc
 from mainstem.durable import clear_staging
-from mainstem.errors import BatchFailedError
+from mainstem.errors import BatchFailedError, BatchRejectedError
 from mainstem.flow.lineage import BatchRecord, record
-from mainstem.intake import lock
+from mainstem.flow.runner import FlowRun, push_outputs, run_flow
+from mainstem.flow.sequences import BATCH_FLOW, StepState
 from mainstem.intake.dropfolder import ClaimResult, Idle, Rejected, claim_batch, release_batch
 from mainstem.intake.dropfolder import read_ticket as read_claim_ticket
+from mainstem.intake.lock import LockOwner
 from mainstem.intake.preflight import preflight
-from mainstem.params import Params, load_params
+from mainstem.master.metrics import master_rows as tracked_master_rows
+from mainstem.params import Params
 from mainstem.validation.layout import read_report
 
 log = logging.getLogger(__name__)
@@ -62,13 +66,6 @@ def lineage_paths(params: Params) -> list[Path]:
     ]
 
 
-def remote_configured(root: Path) -> bool:
-    """Whether the workspace has a default DVC remote (read in-process: no `dvc` start-up)."""
-    from dvc.config import Config
-
-    return bool(Config(dvc_dir=str(Path(root) / ".dvc"))["core"].get("remote"))
-
-
 def clear_leftovers(params: Params) -> list[Path]:
     """Remove staging folders and scratch files a killed run left beside the pipeline's outputs.
 
@@ -90,7 +87,7 @@ def clear_leftovers(params: Params) -> list[Path]:
 
 
 def run_dvc(root: Path, args: list[str], batch_id: str) -> str:
-    """Run one dvc command for the claimed batch; a BatchFailedError naming the failed stage if not."""
+    """Run one dvc command for the claimed batch; a BatchFailedError naming the failed stage."""
     crashpoints.reach(f"dvc {args[0]}")
     # a person at a terminal sees DVC's own transfer bars for a push; its errors reach them too
     shown = args[0] == "push" and sys.stderr.isatty()
@@ -103,6 +100,7 @@ def run_dvc(root: Path, args: list[str], batch_id: str) -> str:
             "The batch stays claimed and the master is unchanged; fix the cause and run again: "
             "the next run resumes the batch."
         )
+    log.info("dvc %s:\n%s", " ".join(args), completed.stdout.strip())
     return completed.stdout
 
 
@@ -116,13 +114,17 @@ def batch_report(params: Params, batch_id: str) -> dict[str, Any]:
 
 def master_rows(params: Params) -> int:
     """`master_rows` as DVC reports it from the tracked metrics file."""
-    from mainstem.metrics import read_metric
-
-    file = str(params.merge.metrics_file.relative_to(params.root))
-    return int(read_metric(params.root, file, "master_rows"))
+    return tracked_master_rows(params.root, params.merge.metrics_file)
 
 
-def record_lineage(params: Params, batch_id: str, duplicate: bool | None = None) -> str | None:
+def claimed_batch_id(params: Params) -> str:
+    batch_id = read_claim_ticket(params.ingest).get("batch_id")
+    if not batch_id:
+        raise LookupError("no batch is claimed")
+    return str(batch_id)
+
+
+def record_batch(params: Params, batch_id: str, duplicate: bool | None = None) -> str | None:
     """Commit the batch's lineage; a duplicate delivery is recorded under the name it came with."""
     if not params.lineage_enabled:
         log.info("lineage recording is off (lineage.enabled: false)")
@@ -138,7 +140,9 @@ def record_lineage(params: Params, batch_id: str, duplicate: bool | None = None)
     return record(params.root, lineage_paths(params), message)
 
 
-def release(params: Params, batch_id: str, owner: lock.LockOwner | None = None) -> dict[str, Any]:
+def release_claimed(
+    params: Params, batch_id: str, owner: LockOwner | None = None
+) -> dict[str, Any]:
     """Release the drop folder; the batch's report (quarantined with it when rejected).
 
     With `owner`, the lock is dropped only while that claim still holds it.
@@ -148,11 +152,81 @@ def release(params: Params, batch_id: str, owner: lock.LockOwner | None = None) 
     return report
 
 
-def claimed_batch_id(params: Params) -> str:
-    batch_id = read_claim_ticket(params.ingest).get("batch_id")
-    if not batch_id:
-        raise LookupError("no batch is claimed")
-    return str(batch_id)
+def claim(run: FlowRun, state: StepState) -> StepState | None:
+    """Claim the waiting batch (or resume or recover one); None when there is nothing to do."""
+    params = run.params
+    preflight(params)
+    result = claim_batch(params.ingest, run.owner_id, time.time())
+    run.seen["claim"] = result
+    if isinstance(result, Idle):
+        log.info("nothing to process: %s", result.reason)
+        return None
+    if isinstance(result, Rejected):
+        raise BatchRejectedError(
+            f"delivery {result.batch_id} refused at the drop folder and moved to "
+            f"{result.quarantine}: " + "; ".join(result.reasons)
+        )
+    if result.recovered_from is not None:
+        log.warning("recovered batch %s from %s", result.batch_id, result.recovered_from.describe())
+    if result.duplicate:
+        log.warning(
+            "batch %s repeats content already ingested; nothing new to apply", result.batch_id
+        )
+    return dict(result.summary())
+
+
+def repro(run: FlowRun, state: StepState) -> StepState:
+    """`dvc repro merge`, after clearing what a killed run may have left half-built."""
+    params = run.params
+    clear_leftovers(params)
+    run_dvc(run.root, repro_args(), claimed_batch_id(params))
+    return {}
+
+
+def push(run: FlowRun, state: StepState) -> StepState:
+    """`dvc push` to the workspace's default remote; skipped when none is configured."""
+    batch_id = claimed_batch_id(run.params)
+    push_outputs(run.root, lambda args: run_dvc(run.root, args, batch_id))
+    return {}
+
+
+def record_lineage(run: FlowRun, state: StepState) -> StepState:
+    """One git commit with `dvc.lock`, the claim ticket and the metrics."""
+    params = run.params
+    batch_id = claimed_batch_id(params)
+    duplicate = state.get("duplicate")
+    commit = record_batch(params, batch_id, None if duplicate is None else bool(duplicate))
+    run.seen["commit"] = commit
+    return {"commit": commit}
+
+
+def publish(run: FlowRun, state: StepState) -> StepState:
+    """Publish `master_rows` from the DVC metrics file (never by re-reading the master)."""
+    rows = master_rows(run.params)
+    run.seen["master_rows"] = rows
+    crashpoints.reach("publish master_rows")
+    if run.publish_rows is not None:
+        run.publish_rows(rows)
+    log.info("master_rows = %d", rows)
+    return {"master_rows": rows}
+
+
+def release(run: FlowRun, state: StepState) -> StepState:
+    """Release the drop folder; a BatchRejectedError, after quarantining, if the contract said no.
+
+    The lock is dropped only while this run's claim still holds it.
+    """
+    params = run.params
+    batch_id = claimed_batch_id(params)
+    report = release_claimed(params, batch_id, run.owner)
+    run.seen["report"] = report
+    if report["status"] == "rejected":
+        where = params.ingest.quarantine_dir / batch_id
+        raise BatchRejectedError(
+            f"batch {batch_id} rejected by contract {report['contract']} and moved to {where}: "
+            + "; ".join(report["reasons"])
+        )
+    return {k: report[k] for k in ("status", "rows_in", "rows_accepted")}
 
 
 @dataclass(frozen=True)
@@ -163,34 +237,19 @@ class BatchRun:
     commit: str | None = None
 
 
-PublishRows = Callable[[int], None]
-
-
 def process_next_batch(
-    root: Path, run_id: str | None = None, publish_rows: PublishRows | None = None
+    root: Path, run_id: str | None = None, publish_rows: Callable[[int], None] | None = None
 ) -> BatchRun:
-    """Claim the waiting batch and carry it all the way through, in this process.
+    """Claim the waiting batch and carry it through every step of the batch path, here.
 
-    `publish_rows` receives `master_rows` after the lineage commit and before the release (the
-    Airflow Variable update goes there); it must be idempotent, as a crash after it repeats it.
+    `publish_rows` receives `master_rows` after the lineage commit and before the release; it
+    must be idempotent, as a crash after it repeats it. A batch the contract rejected is
+    quarantined and reported in the BatchRun, not raised.
     """
-    root = Path(root)
-    params = load_params(root)
     run_id = run_id or f"cli-{socket.gethostname()}-{os.getpid()}"
-    preflight(params)
-    claim = claim_batch(params.ingest, run_id, time.time())
-    if isinstance(claim, (Idle, Rejected)):
-        return BatchRun(claim)
-    incoming = params.ingest.incoming_dir
-    clear_leftovers(params)
-    run_dvc(root, repro_args(), claim.batch_id)
-    owner = lock.heartbeat(incoming, claim.owner, time.time())
-    if remote_configured(root):
-        run_dvc(root, ["push"], claim.batch_id)
-    commit = record_lineage(params, claim.batch_id, claim.duplicate)
-    rows = master_rows(params)
-    crashpoints.reach("publish master_rows")
-    if publish_rows is not None:
-        publish_rows(rows)
-    report = release(params, claim.batch_id, owner)  # which renews the lock first
-    return BatchRun(claim, report, rows, commit)
+    run = FlowRun(Path(root), run_id, publish_rows)
+    # a rejection is raised only once the batch is quarantined; the BatchRun reports it
+    with contextlib.suppress(BatchRejectedError):
+        run_flow(BATCH_FLOW, run)
+    seen = run.seen
+    return BatchRun(seen["claim"], seen.get("report"), seen.get("master_rows"), seen.get("commit"))

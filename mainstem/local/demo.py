@@ -24,6 +24,7 @@ from mainstem.commands import git
 from mainstem.durable import read_json
 from mainstem.errors import MainstemError
 from mainstem.flow.batch import BatchRun, process_next_batch
+from mainstem.flow.train import train_from_decision
 from mainstem.flow.workspace import create_workspace, source_root
 from mainstem.intake.dropfolder import Idle, Rejected
 from mainstem.intake.submit import submit
@@ -35,7 +36,7 @@ from mainstem.names import DATA_DAG
 from mainstem.params import load_params
 from mainstem.training.decision_log import record_decision
 from mainstem.training.policy import RetrainDecision, explain
-from mainstem.training.request import TrainingOutcome, train_from_decision, workspace_decision
+from mainstem.training.request import TrainingOutcome, workspace_decision
 from mainstem.validation.layout import read_report
 
 

@@ -1,31 +1,25 @@
-"""Closing the loop: from a retrain decision to a trained, registered model.
+"""From a retrain decision to a train request, and from the train stage's metrics to an outcome.
 
-In: a pipeline workspace and a RetrainDecision. Out: the train request written to
+In: a pipeline workspace's params and a RetrainDecision. Out: the train request written to
 `train.request_file` (the master's DVC hash from `dvc.lock`, its row count from the DVC metrics,
-and the decision), `dvc repro train` run, the result pushed and committed like a batch, and a
-TrainingOutcome: the new run, its registered version, and where the production alias points now.
-`train_from_decision` runs the steps in one process (the demo, local use); `train_pipeline_dag`
-runs them as tasks: `request_training`, `dvc repro train`, `dvc push`, `commit_training`.
+and the decision), which `dvc repro train` acts on; and a TrainingOutcome read back from the
+stage's metrics: the new run, its registered version, and where the production alias points.
 `workspace_decision` computes the decision from the workspace's own DVC metrics, as the CLI's
-dry run and the demo do.
+dry run and the demo do. The training path that runs these is `flow.train`.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import yaml
 
-from mainstem.commands import dvc
 from mainstem.durable import read_json, write_json
 from mainstem.errors import MainstemError
-from mainstem.flow.batch import lineage_paths, master_rows, remote_configured
-from mainstem.flow.lineage import record
-from mainstem.params import Params, load_params
+from mainstem.master.metrics import master_rows as tracked_master_rows
+from mainstem.params import Params
 from mainstem.training.model import TrainRequest, master_hash
 from mainstem.training.policy import THRESHOLD_VARIABLE, RetrainDecision, decide
 
@@ -107,54 +101,37 @@ def training_outcome(params: Params, commit: str | None = None) -> TrainingOutco
     )
 
 
-def commit_training(params: Params) -> str | None:
-    """One lineage commit for the training just run: dvc.lock, the request, the metrics."""
-    if not params.lineage_enabled:
-        log.info("lineage recording is off (lineage.enabled: false)")
-        return None
-    outcome = training_outcome(params)
-    request = read_json(params.train.request_file)
-    alias = params.train.production_alias
-    where = "moves to it" if outcome.promoted else f"stays at version {outcome.production_version}"
-    message = (
-        f"train: {params.train.model_name} version {outcome.model_version} "
-        f"({outcome.eval_metric}={outcome.score:.4f}) on {outcome.master_rows} rows; "
-        f"'{alias}' {where}\n\n"
-        f"run: {outcome.run_id}\n"
-        f"requested by {request.get('requested_by')}: {request.get('reason')}\n"
-    )
-    return record(params.root, lineage_paths(params), message)
+@dataclass(frozen=True)
+class PolicyInputs:
+    """The values the policy counts with when given from outside, and where each came from.
+
+    `current_rows` None means: count the master through DVC. `threshold` None means: the
+    default from params.yaml.
+    """
+
+    current_rows: object = None
+    rows_source: str | None = None
+    threshold: object = None
+    threshold_source: str = THRESHOLD_VARIABLE
+    training_in_flight: bool = False
 
 
-def train_from_decision(
-    root: Path, decision: RetrainDecision, requested_by: str
-) -> TrainingOutcome:
-    """Request training for `decision`, run the train stage, push and commit the result."""
-    params = load_params(root)
-    request_training(params, decision, requested_by)
-    dvc(["repro", "train"], root)
-    if remote_configured(root):
-        dvc(["push"], root, show_progress=sys.stderr.isatty())
-    return training_outcome(params, commit_training(params))
-
-
-def workspace_decision(
-    params: Params,
-    current_rows: object = None,
-    threshold_raw: object = None,
-    *,
-    rows_source: str | None = None,
-    threshold_source: str = THRESHOLD_VARIABLE,
-    training_in_flight: bool = False,
-) -> RetrainDecision:
+def workspace_decision(params: Params, given: PolicyInputs | None = None) -> RetrainDecision:
     """The policy's decision, counting the master through DVC when no row count is given."""
+    given = given or PolicyInputs()
+    current_rows, rows_source = given.current_rows, given.rows_source
     if current_rows is None:
         current_rows, rows_source = master_rows(params), DVC_ROWS_SOURCE
     return decide(
         params,
         current_rows,
-        threshold_raw,
+        given.threshold,
         rows_source=rows_source or "given",
-        threshold_source=threshold_source,
-        training_in_flight=training_in_flight,
+        threshold_source=given.threshold_source,
+        training_in_flight=given.training_in_flight,
     )
+
+
+def master_rows(params: Params) -> int:
+    """`master_rows` as DVC reports it from the tracked metrics file."""
+    return tracked_master_rows(params.root, params.merge.metrics_file)

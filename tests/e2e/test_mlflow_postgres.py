@@ -12,10 +12,11 @@ import pytest
 from mlflow import MlflowClient
 
 from mainstem.flow.batch import process_next_batch
+from mainstem.flow.train import train_from_decision
 from mainstem.local.samples import BatchSpec
 from mainstem.local.services import PG_BIN, MlflowServer, PostgresCluster, free_port
 from mainstem.params import load_params
-from mainstem.training.request import train_from_decision, workspace_decision
+from mainstem.training.request import PolicyInputs, workspace_decision
 from tests.conftest import Deliver
 
 pytestmark = pytest.mark.e2e
@@ -69,20 +70,20 @@ def test_the_retrain_loop_runs_on_a_postgres_backed_server(
     deliver(BatchSpec(1, first_id=1, rows=60))
     process_next_batch(workspace)
 
-    first = workspace_decision(params, threshold_raw="40")
+    first = workspace_decision(params, PolicyInputs(threshold="40"))
     assert first.retrain and first.basis == "bootstrap" and first.tracking_uri == url
     trained = train_from_decision(workspace, first, requested_by="test")
     assert trained.model_version == "1" and trained.master_rows == 60
 
     deliver(BatchSpec(2, first_id=61, rows=50))
     process_next_batch(workspace)
-    second = workspace_decision(params, threshold_raw="40")
+    second = workspace_decision(params, PolicyInputs(threshold="40"))
     assert second.retrain and second.basis == "growth"
     assert (second.compatible_run_id, second.new_rows) == (trained.run_id, 50)
     retrained = train_from_decision(workspace, second, requested_by="test")
     assert retrained.model_version == "2" and retrained.master_rows == 110
 
-    third = workspace_decision(params, threshold_raw="40")
+    third = workspace_decision(params, PolicyInputs(threshold="40"))
     assert not third.retrain and third.new_rows == 0
     assert third.compatible_run_id == retrained.run_id
 

@@ -9,10 +9,11 @@ import pytest
 from mlflow import MlflowClient
 
 from mainstem.flow.batch import process_next_batch
+from mainstem.flow.train import train_from_decision
 from mainstem.local.samples import BatchSpec
 from mainstem.local.services import MlflowServer, free_port
 from mainstem.params import load_params
-from mainstem.training.request import train_from_decision, workspace_decision
+from mainstem.training.request import PolicyInputs, workspace_decision
 from tests.conftest import Deliver
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +43,7 @@ def test_train_and_decide_through_a_real_mlflow_server(
     deliver(BatchSpec(1, first_id=1, rows=60))
     process_next_batch(workspace)
 
-    first = workspace_decision(params, threshold_raw="40")
+    first = workspace_decision(params, PolicyInputs(threshold="40"))
     assert first.retrain and first.basis == "bootstrap"
     assert first.tracking_uri == mlflow_server
     trained = train_from_decision(workspace, first, requested_by="test")
@@ -54,6 +55,6 @@ def test_train_and_decide_through_a_real_mlflow_server(
     assert (params.train.model_dir / "MLmodel").is_file()  # downloaded back from the server
     assert not params.train.tracking_db.exists()  # nothing went to the local default store
 
-    again = workspace_decision(params, threshold_raw="40")
+    again = workspace_decision(params, PolicyInputs(threshold="40"))
     assert not again.retrain and again.new_rows == 0
     assert again.compatible_run_id == trained.run_id
