@@ -15,6 +15,7 @@ import sys
 import time
 import webbrowser
 from pathlib import Path
+from typing import Any
 
 from mainstem.console import run_entry
 from mainstem.progress import show_to_children
@@ -143,14 +144,17 @@ def _stack_down(args: argparse.Namespace) -> None:
     print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mainstem",
-        description="Dropped batches in, a validated and versioned master dataset out.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+Verbs = Any  # argparse's sub-parser action, whose class argparse keeps private
 
+
+def _workspace_option() -> argparse.ArgumentParser:
+    """The option every verb that acts on a workspace shares, as a parent parser."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
+    return parent
+
+
+def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     demo = verbs.add_parser(
         "demo", help="run sample batches through Airflow (or --direct: dvc repro) in .demo/"
     )
@@ -167,30 +171,34 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_init)
 
     submit = verbs.add_parser(
-        "submit", help="deliver files or folders as one batch: files, manifest, then _READY"
+        "submit",
+        parents=[workspace],
+        help="deliver files or folders as one batch: files, manifest, then _READY",
     )
     submit.add_argument("paths", nargs="+", help="files or folders to deliver")
     submit.add_argument("--name", help="a name for the batch, kept in its lineage")
-    submit.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
     submit.set_defaults(func=_submit)
 
     process = verbs.add_parser(
-        "process", help="claim the waiting batch and run it through the pipeline, without Airflow"
+        "process",
+        parents=[workspace],
+        help="claim the waiting batch and run it through the pipeline, without Airflow",
     )
-    process.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
     process.set_defaults(func=_process)
 
+
+def _add_retrain(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     retrain = verbs.add_parser("retrain", help="the retrain policy: whether to train now, and why")
     retrain_verbs = retrain.add_subparsers(dest="retrain_verb", required=True, metavar="SUBVERB")
     explain = retrain_verbs.add_parser(
         "explain",
+        parents=[workspace],
         help="compute the policy's decision as a dry run and print its chain",
         description="Compute the retrain decision the retrain_policy DAG would make, and print "
         "each step. Values come from the flags, else the Airflow Variables when Airflow is "
         "configured (AIRFLOW_HOME or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN set), else DVC metrics "
         "and params.yaml. Nothing is triggered.",
     )
-    explain.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
     explain.add_argument(
         "--current-rows", metavar="N", help="master rows now (default: CURRENT_MASTER_ROWS or DVC)"
     )
@@ -206,47 +214,53 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(func=_retrain_explain)
 
+
+def _add_views(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     status = verbs.add_parser(
         "status",
+        parents=[workspace],
         help="the drop folder, the lock, the last batches, master rows and the retrain policy",
         description="Show what waits in the drop folder and who holds its lock since when, the "
         "last batches and their outcome, master_rows from DVC metrics, RETRAIN_THRESHOLD_ROWS "
         "(the Airflow Variable when Airflow is configured, else params.yaml) and the policy's "
         "last decision. Reads only; changes nothing.",
     )
-    status.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.add_argument("--no-airflow", action="store_true", help="ignore Airflow Variables")
     status.set_defaults(func=_status)
 
     report = verbs.add_parser(
         "report",
+        parents=[workspace],
         help="print the path of a batch's HTML report, or open it with --open",
         description="Find the HTML report validate wrote for BATCH (its id, the first "
         "characters of its id, or its delivered name) and print its path.",
     )
     report.add_argument("batch", help="batch id, a prefix of it, or the batch's name")
-    report.add_argument("--workspace", default=".", help="pipeline workspace (default: .)")
     report.add_argument(
         "--open", action="store_true", help="open it in a browser when a display is available"
     )
     report.set_defaults(func=_report)
 
+
+def _add_stack(verbs: Verbs) -> None:
     from mainstem.local.stack import StackPorts, default_state_dir, default_workspace
 
     stack = verbs.add_parser(
         "stack", help="PostgreSQL, the MLflow server and Airflow on 127.0.0.1 (make stack)"
     )
     stack_verbs = stack.add_subparsers(dest="stack_verb", required=True, metavar="SUBVERB")
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument("--state", default=str(default_state_dir()), help="state folder (.stack/)")
     up = stack_verbs.add_parser(
         "up",
+        parents=[state],
         help="start the services for a workspace and print how to reach them",
         description="Start a PostgreSQL 15 cluster, `mlflow server` with its tracking store on "
         "it, and Airflow's api-server, scheduler and dag-processor (LocalExecutor, metadata on "
         "PostgreSQL) for the workspace, all on 127.0.0.1; record their pids for `stack down`.",
     )
     defaults = StackPorts()
-    up.add_argument("--state", default=str(default_state_dir()), help="state folder (.stack/)")
     up.add_argument(
         "--workspace",
         default=str(default_workspace()),
@@ -258,12 +272,26 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_stack_up)
     down = stack_verbs.add_parser(
         "down",
+        parents=[state],
         help="stop what `stack up` started",
         description="Stop the processes `stack up` recorded in the state folder, Airflow "
         "first and PostgreSQL last.",
     )
-    down.add_argument("--state", default=str(default_state_dir()), help="state folder (.stack/)")
     down.set_defaults(func=_stack_down)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mainstem",
+        description="Dropped batches in, a validated and versioned master dataset out.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    workspace = _workspace_option()
+    _add_flow_verbs(verbs, workspace)
+    _add_retrain(verbs, workspace)
+    _add_views(verbs, workspace)
+    _add_stack(verbs)
     return parser
 
 
