@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from benchmarks.data import KEY, SCHEMA, BatchSpec, Spread, rows
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
-from mainstem.master.merge import refresh_master
+from mainstem.master.merge import MasterSpec, refresh_master
 from mainstem.master.parts import Manifest, Partitioning
 from mainstem.validation.columnar import ROW_GROUP_ROWS, parquet_bytes, parquet_options
 
@@ -81,7 +81,17 @@ def fsync_path(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def build_master(size: Size, root: Path) -> tuple[Path, Path, Inbox]:
+@dataclass(frozen=True)
+class Layouts:
+    """One master held two ways under `root`, and the batches that built it."""
+
+    root: Path
+    parts: Path  # mainstem's layout: a folder of parts
+    one_file: Path  # the naive layout: the same rows as one Parquet file
+    inbox: Inbox
+
+
+def build_master(size: Size, root: Path) -> Layouts:
     """The master (parts) and the same rows as one file (the naive layout)."""
     master, naive = root / "master", root / "naive.parquet"
     inbox = Inbox(root / "inbox")
@@ -92,9 +102,9 @@ def build_master(size: Size, root: Path) -> tuple[Path, Path, Inbox]:
             stop = min(start + size.build_chunk, size.master_rows)
             table = rows(np.arange(start, stop, dtype=np.int64), seed=1000 + start)
             inbox.add(f"seed-{start:012d}", parquet_bytes(table), table.num_rows)
-            refresh_master(master, inbox.reports, inbox.path, empty, SCHEMA)
+            refresh_master(master, inbox.reports, inbox.path, MasterSpec(empty, SCHEMA))
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-    return master, naive, inbox
+    return Layouts(root, master, naive, inbox)
 
 
 @dataclass
@@ -148,29 +158,21 @@ def duckdb_rewrite(naive: Path, batch: Path, out: Path) -> None:
 def run(size: Size, work: Path, results: Results) -> None:
     print(f"P1: building a {size.master_rows:,}-row master", flush=True)
     start = time.perf_counter()
-    master, naive, inbox = build_master(size, work / "p1")
+    layouts = build_master(size, work / "p1")
     setup = time.perf_counter() - start
     results.measure("P1", f"build the {size.master_rows:,}-row master (setup)", setup)
-    results.measure("P1", "master parts", len(list(master.glob("part-*.parquet"))), "")
-    results.measure("P1", "master as one file", naive.stat().st_size / 1e6, "MB")
+    results.measure("P1", "master parts", len(list(layouts.parts.glob("part-*.parquet"))), "")
+    results.measure("P1", "master as one file", layouts.one_file.stat().st_size / 1e6, "MB")
     spreads: tuple[tuple[int, Spread], ...] = ((7, "recent"), (8, "uniform"))
     for seed, spread in spreads:
         results.sample_load()
-        _one_batch(size, work / "p1", master, naive, inbox, seed, spread, results)
+        _one_batch(size, layouts, seed, spread, results)
     shutil.rmtree(work / "p1")
 
 
-def _one_batch(
-    size: Size,
-    root: Path,
-    master: Path,
-    naive: Path,
-    inbox: Inbox,
-    seed: int,
-    spread: Spread,
-    results: Results,
-) -> None:
-    scratch, out = root / "scratch", root / "rewrite.parquet"
+def _one_batch(size: Size, layouts: Layouts, seed: int, spread: Spread, results: Results) -> None:
+    master, naive, inbox = layouts.parts, layouts.one_file, layouts.inbox
+    scratch, out = layouts.root / "scratch", layouts.root / "rewrite.parquet"
     spec = BatchSpec(
         seed, size.master_rows, size.batch_rows, spread=spread, recent_window=size.part_span
     )
@@ -183,7 +185,7 @@ def _one_batch(
 
     methods: dict[str, Callable[[], object]] = {
         "mainstem per-part merge": partial(
-            refresh_master, scratch, reports, inbox.path, empty, SCHEMA
+            refresh_master, scratch, reports, inbox.path, MasterSpec(empty, SCHEMA)
         ),
         "polars lazy anti-join full rewrite": partial(polars_rewrite, naive, batch, out),
         "DuckDB full rewrite": partial(duckdb_rewrite, naive, batch, out),

@@ -25,7 +25,7 @@ from benchmarks.data import SCHEMA, BatchSpec, rows
 from benchmarks.merge_bench import Inbox, empty_master
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
-from mainstem.master.merge import refresh_master
+from mainstem.master.merge import MasterSpec, refresh_master
 from mainstem.validation.columnar import ROW_GROUP_ROWS, parquet_bytes, parquet_options
 
 
@@ -79,7 +79,7 @@ def run(size: Size, work: Path, results: Results) -> None:
     empty = empty_master(size.part_span)
     seed = rows(np.arange(size.growth_seed_rows, dtype=np.int64), seed=500)
     inbox.add("seed", parquet_bytes(seed), seed.num_rows)
-    refresh_master(master, inbox.reports, inbox.path, empty, SCHEMA)
+    refresh_master(master, inbox.reports, inbox.path, MasterSpec(empty, SCHEMA))
     version(root, master.name)
     master_rows = size.growth_seed_rows
     merges, versions, growth, changed = [], [], [], []
@@ -95,7 +95,7 @@ def run(size: Size, work: Path, results: Results) -> None:
         inbox.add(f"batch-{number:03d}", parquet_bytes(table), table.num_rows)
         before, cache_before = inodes(master), cache_bytes(root)
         start = time.perf_counter()
-        refresh_master(master, inbox.reports, inbox.path, empty, SCHEMA)
+        refresh_master(master, inbox.reports, inbox.path, MasterSpec(empty, SCHEMA))
         merges.append(time.perf_counter() - start)
         versions.append(version(root, master.name))
         growth.append(cache_bytes(root) - cache_before)

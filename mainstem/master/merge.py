@@ -45,7 +45,6 @@ from mainstem.validation.contract import Contract
 from mainstem.validation.layout import ACCEPTED, read_report
 
 log = logging.getLogger(__name__)
-MERGE_MODULES = ["mainstem.master.merge", "mainstem.master.parts", "mainstem.validation.columnar"]
 _MAX_RUNS = 256
 
 
@@ -53,6 +52,27 @@ _MAX_RUNS = 256
 class PendingBatch:
     applied: AppliedBatch
     rows: pa.Table
+
+
+@dataclass(frozen=True)
+class MasterSpec:
+    """The master that the contract, code and settings in use call for.
+
+    `empty` is the manifest of an empty master (contract, key, partitioning, code fingerprint): a
+    stored master with other values is rebuilt. `schema` is the Arrow schema of its rows.
+    """
+
+    empty: Manifest
+    schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """One run's work: the manifest it starts from and the batches to apply on top, in order."""
+
+    base: Manifest
+    pending: list[PendingBatch]
+    schema: pa.Schema
 
 
 def latest_per_key(tables: Iterable[pa.Table], key: str) -> pa.Table:
@@ -136,11 +156,10 @@ def split_by_part(updates: pa.Table, key: str, partitioning: Partitioning) -> di
     }
 
 
-def updates_by_part(
-    base: Manifest, pending: list[PendingBatch], schema: pa.Schema
-) -> dict[str, pa.Table]:
-    """The rows `pending` writes, latest per key, grouped by the name of the part they go to."""
-    with_rows = [batch.rows.cast(schema) for batch in pending if batch.rows.num_rows]
+def updates_by_part(plan: MergePlan) -> dict[str, pa.Table]:
+    """The rows the plan's batches write, latest per key, grouped by the part they go to."""
+    base = plan.base
+    with_rows = [batch.rows.cast(plan.schema) for batch in plan.pending if batch.rows.num_rows]
     if not with_rows:
         return {}
     updates = latest_per_key(with_rows, base.key)
@@ -159,25 +178,21 @@ def rewrite_part(
 
 
 def apply_batches(
-    master_dir: Path,
-    base: Manifest,
-    pending: list[PendingBatch],
-    schema: pa.Schema,
-    staged: Path,
-    workers: int = 0,
+    master_dir: Path, plan: MergePlan, staged: Path, workers: int = 0
 ) -> tuple[Manifest, list[str]]:
-    """Write every part `pending` changes into `staged`; the new manifest and the parts written.
+    """Write every part the plan changes into `staged`; the new manifest and the parts written.
 
     Parts are independent, so they are rewritten in a pool of threads (Arrow releases the GIL
     while it decodes, sorts and encodes); each part is fsynced by the thread that wrote it, so the
     disk flushes one part while others are encoded. `workers` defaults to two per core.
     """
+    base = plan.base
     manifest = replace(base, parts=dict(base.parts), batches=list(base.batches))
-    manifest.batches.extend(batch.applied for batch in pending)
-    todo = updates_by_part(base, pending, schema)
+    manifest.batches.extend(batch.applied for batch in plan.pending)
+    todo = updates_by_part(plan)
 
     def write(name: str) -> int:
-        part = rewrite_part(master_dir, base, name, todo.pop(name), schema)
+        part = rewrite_part(master_dir, base, name, todo.pop(name), plan.schema)
         crashpoints.reach("master write part")
         with open(staged / name, "wb") as handle:
             handle.write(parquet_bytes(part))
@@ -229,19 +244,19 @@ def refresh_master(
     master_dir: Path,
     reports: list[dict[str, object]],
     accepted_path: Callable[[str], Path],
-    empty: Manifest,
-    schema: pa.Schema,
+    spec: MasterSpec,
     workers: int = 0,
 ) -> Manifest:
     """Apply every validated batch the master has not seen; rebuild if history changed.
 
-    `reports` are the validation reports of every batch in sequence order, `empty` the manifest of
-    an empty master with the current contract, partitioning and fingerprint. When the master's
-    recorded batches are a prefix of `reports` (same ids, same accepted bytes) only the rest is
-    applied; otherwise (a new contract, new code, a changed batch) the master is rebuilt.
+    `reports` are the validation reports of every batch in sequence order. When the master's
+    recorded batches are a prefix of `reports` (same ids, same accepted bytes) and it was built
+    as `spec` asks, only the rest is applied; otherwise (a new contract, new code, a changed
+    batch) the master is rebuilt.
     """
     wanted = [_applied(report) for report in reports]
     current = read_manifest(master_dir)
+    empty = spec.empty
     base = empty
     if (
         current is not None
@@ -261,13 +276,14 @@ def refresh_master(
             applied,
             pq.read_table(accepted_path(applied.batch_id))
             if applied.status == "accepted"
-            else schema.empty_table(),
+            else spec.schema.empty_table(),
         )
         for applied in todo
     ]
     staged = fresh_dir(staging_path(master_dir, "next"))
     with storage_errors(f"could not write the master at {master_dir}"):
-        manifest, changed = apply_batches(master_dir, base, pending, schema, staged, workers)
+        plan = MergePlan(base, pending, spec.schema)
+        manifest, changed = apply_batches(master_dir, plan, staged, workers)
         publish_master(master_dir, manifest, staged, changed, base if base is current else None)
     log.info(
         "master: %d rows in %d parts after %d batch(es); %d part(s) rewritten",
@@ -313,13 +329,12 @@ def update_master(params: Params, contract: Contract) -> tuple[Manifest, list[di
         contract=contract.ref,
         key=contract.primary_key,
         partitioning=partitioning,
-        fingerprint=fingerprint(MERGE_MODULES, {"partitioning": partitioning.to_json()}),
+        fingerprint=fingerprint("merge", {"partitioning": partitioning.to_json()}),
     )
     manifest = refresh_master(
         params.merge.master_dir,
         reports,
         lambda batch_id: validated / batch_id / ACCEPTED,
-        empty,
-        arrow_schema(contract),
+        MasterSpec(empty, arrow_schema(contract)),
     )
     return manifest, reports

@@ -30,16 +30,6 @@ REASONS = "_reasons"
 MAX_FAILURE_CASES = 1000
 PROGRESS_CHUNK = 256
 
-VALIDATION_MODULES = [
-    "mainstem.validation.batch",
-    "mainstem.validation.tables",
-    "mainstem.validation.rows",
-    "mainstem.validation.links",
-    "mainstem.validation.images",
-    "mainstem.validation.contract",
-    "mainstem.validation.report",
-]
-
 
 @dataclass(frozen=True)
 class ImageReport:
@@ -59,6 +49,22 @@ class ImageReport:
             "source": self.outcome.source,
             "note": self.outcome.note,
         }
+
+
+@dataclass(frozen=True)
+class _Findings:
+    """A batch under check and what the checks found so far.
+
+    The later checks (links, then images) add to `check.reasons` (per row), `failures` and
+    `problems` (the batch's own); `sources` names each row's file and line.
+    """
+
+    raw: RawBatch
+    contract: Contract
+    check: RowCheck
+    sources: list[str]
+    failures: list[FailureCase]
+    problems: list[str]
 
 
 @dataclass
@@ -120,11 +126,11 @@ def validate_batch(raw: RawBatch, contract: Contract, workers: int = 0) -> Batch
     check = check_rows(frame, contract, known)
     failures.extend(check.failures)
     problems.extend(check.problems)
-    sources = frame[SOURCE].tolist()
-    links = _resolve_links(raw, contract, check, sources, failures, problems)
+    findings = _Findings(raw, contract, check, frame[SOURCE].tolist(), failures, problems)
+    links = _resolve_links(findings)
     images: list[ImageReport] = []
     if not problems:
-        images = _check_images(raw, contract, check, links, sources, failures, workers)
+        images = _check_images(findings, links, workers)
     if contract.row_policy == "reject_batch" and check.reasons and not problems:
         problems.append(
             f"{len(check.reasons)} of {len(frame)} rows failed and contract {contract.ref} "
@@ -190,20 +196,13 @@ def _read_tables(
     return frame, known, failures, problems, unusable_rows
 
 
-def _resolve_links(
-    raw: RawBatch,
-    contract: Contract,
-    check: RowCheck,
-    sources: list[str],
-    failures: list[FailureCase],
-    problems: list[str],
-) -> dict[str, dict[int, str]]:
+def _resolve_links(found: _Findings) -> dict[str, dict[int, str]]:
     """Per image column, row index -> batch file path, for links that resolve."""
-    files = BatchFiles.of(f.path for f in raw.files)
+    files = BatchFiles.of(f.path for f in found.raw.files)
     resolved: dict[str, dict[int, str]] = {}
-    for rule in contract.images:
+    for rule in found.contract.images:
         resolved[rule.column] = {}
-        for index, value in check.typed[rule.column].items():
+        for index, value in found.check.typed[rule.column].items():
             if value is None or pd.isna(value):
                 continue
             link = resolve_link(str(value), files)
@@ -212,38 +211,32 @@ def _resolve_links(
                 resolved[rule.column][row] = link.path
                 continue
             reason = f"{rule.column}: {link.reason}"
-            failures.append(FailureCase(rule.column, "link", shown(value), sources[row]))
+            source = found.sources[row]
+            found.failures.append(FailureCase(rule.column, "link", shown(value), source))
             if link.broken:
-                problems.append(f"{sources[row]}: {reason}")
+                found.problems.append(f"{source}: {reason}")
             else:
-                check.reasons.setdefault(row, []).append(reason)
+                found.check.reasons.setdefault(row, []).append(reason)
     return resolved
 
 
 def _check_images(
-    raw: RawBatch,
-    contract: Contract,
-    check: RowCheck,
-    links: dict[str, dict[int, str]],
-    sources: list[str],
-    failures: list[FailureCase],
-    workers: int,
+    found: _Findings, links: dict[str, dict[int, str]], workers: int
 ) -> list[ImageReport]:
     reports: list[ImageReport] = []
-    for rule in contract.images:
+    for rule in found.contract.images:
         column_links = links[rule.column]
         paths = sorted(set(column_links.values()))
-        jobs = [(str(raw.file_path(path)), rule, path) for path in paths]
+        jobs = [(str(found.raw.file_path(path)), rule, path) for path in paths]
         outcomes = dict(zip(paths, _canonicalize(jobs, workers, rule.column), strict=True))
         uses = Counter(column_links.values())
         reports.extend(ImageReport(rule.column, p, uses[p], outcomes[p]) for p in paths)
         for row, path in sorted(column_links.items()):
             outcome = outcomes[path]
             if not outcome.ok:
-                check.reasons.setdefault(row, []).append(f"{rule.column}: {path}: {outcome.reason}")
-                failures.append(
-                    FailureCase(rule.column, "image", f"{path}: {outcome.reason}", sources[row])
-                )
+                reason = f"{path}: {outcome.reason}"
+                found.check.reasons.setdefault(row, []).append(f"{rule.column}: {reason}")
+                found.failures.append(FailureCase(rule.column, "image", reason, found.sources[row]))
     return reports
 
 

@@ -31,7 +31,7 @@ from mainstem.durable import (
 from mainstem.fingerprint import fingerprint
 from mainstem.intake.ingest import RawBatch, list_raw_batches
 from mainstem.params import Params
-from mainstem.validation.batch import VALIDATION_MODULES, BatchResult, validate_batch
+from mainstem.validation.batch import BatchResult, validate_batch
 from mainstem.validation.columnar import arrow_schema, parquet_bytes, text_schema, to_arrow
 from mainstem.validation.contract import Contract
 from mainstem.validation.layout import (
@@ -110,33 +110,41 @@ def prune(validated_dir: Path, batch_ids: set[str]) -> None:
     """Remove batch folders with no raw batch and images no accepted row refers to."""
     if not validated_dir.is_dir():
         return
-    referenced: set[str] = set()
     with storage_errors(f"could not prune {validated_dir}"):
-        for child in sorted(validated_dir.iterdir()):
-            if child.name in (STATE, IMAGES):
-                continue
-            if child.name not in batch_ids:
-                _remove(child)
-                continue
-            report = read_report(validated_dir, child.name) or {}
-            referenced.update(report.get("stored_images", []))
-        images = validated_dir / IMAGES
-        if images.is_dir():
-            changed: set[Path] = set()
-            for path in sorted(images.rglob("*")):
-                rel = path.relative_to(images).as_posix()
-                if path.is_file() and rel not in referenced:
-                    path.unlink()
-                    changed.add(path.parent)
-            for path in sorted(images.iterdir()):
-                if path.is_dir() and not any(path.iterdir()):
-                    path.rmdir()
-                    changed.discard(path)
-                    changed.add(images)
-            # Stored images were written durably; only removals need their folder synced. An
-            # fsync of every image costs milliseconds each and grows with the store's history.
-            for folder in sorted(changed):
-                fsync_dir(folder)
+        referenced = _prune_batches(validated_dir, batch_ids)
+        if (validated_dir / IMAGES).is_dir():
+            _prune_images(validated_dir / IMAGES, referenced)
+
+
+def _prune_batches(validated_dir: Path, batch_ids: set[str]) -> set[str]:
+    """Remove the folders of batches not in `batch_ids`; the images the others refer to."""
+    referenced: set[str] = set()
+    for child in sorted(validated_dir.iterdir()):
+        if child.name in (STATE, IMAGES):
+            continue
+        if child.name not in batch_ids:
+            _remove(child)
+            continue
+        report = read_report(validated_dir, child.name) or {}
+        referenced.update(report.get("stored_images", []))
+    return referenced
+
+
+def _prune_images(images: Path, referenced: set[str]) -> None:
+    changed: set[Path] = set()
+    for path in sorted(images.rglob("*")):
+        if path.is_file() and path.relative_to(images).as_posix() not in referenced:
+            path.unlink()
+            changed.add(path.parent)
+    for path in sorted(images.iterdir()):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+            changed.discard(path)
+            changed.add(images)
+    # Stored images were written durably; only removals need their folder synced. An fsync of
+    # every image costs milliseconds each and grows with the store's history.
+    for folder in sorted(changed):
+        fsync_dir(folder)
 
 
 def _remove(path: Path) -> None:
@@ -182,7 +190,7 @@ def refresh(
 
 def update_validated(params: Params, contract: Contract) -> list[dict[str, Any]]:
     """Validate every raw batch not yet validated under this contract and code; all reports."""
-    code = fingerprint(VALIDATION_MODULES, {"contract": contract.fingerprint})
+    code = fingerprint("validate", {"contract": contract.fingerprint})
     return refresh(
         list_raw_batches(params.ingest.raw_dir),
         params.validate.validated_dir,

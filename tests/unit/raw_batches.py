@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 
 from mainstem.intake.ingest import RawBatch, read_raw_batch
-from mainstem.master.merge import refresh_master
+from mainstem.master.merge import MasterSpec, refresh_master
 from mainstem.master.parts import Manifest, Partitioning
 from mainstem.validation.batch import BatchResult, validate_batch
 from mainstem.validation.columnar import arrow_schema
@@ -142,6 +142,9 @@ def master_after(
     empty = Manifest(contract.ref, contract.primary_key, Partitioning("range", 1000), "test")
     master = tmp_path / "master"
     refresh_master(
-        master, reports, lambda batch: validated / batch / ACCEPTED, empty, arrow_schema(contract)
+        master,
+        reports,
+        lambda batch: validated / batch / ACCEPTED,
+        MasterSpec(empty, arrow_schema(contract)),
     )
     return pd.read_parquet(master)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mainstem.master import merge
-from mainstem.master.merge import refresh_master, upsert
+from mainstem.master.merge import MasterSpec, refresh_master, upsert
 from mainstem.master.parts import Manifest, Partitioning
 from mainstem.validation.columnar import parquet_bytes
 
@@ -100,8 +100,8 @@ def test_incremental_merge_equals_rebuild(
     incremental, rebuilt = tmp_path / "incremental", tmp_path / "rebuilt"
     for rows in history:
         inbox.add(_table(rows))
-        refresh_master(incremental, inbox.reports, inbox.path, EMPTY, SCHEMA, workers)
-    refresh_master(rebuilt, inbox.reports, inbox.path, EMPTY, SCHEMA, workers)
+        refresh_master(incremental, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA), workers)
+    refresh_master(rebuilt, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA), workers)
     assert _files(incremental) == _files(rebuilt)
 
 
@@ -116,7 +116,7 @@ def test_merge_keeps_the_latest_row_of_each_key(
     expected: dict[int, tuple[int, str, float | None]] = {}
     for rows in history:
         inbox.add(_table(rows))
-        refresh_master(master, inbox.reports, inbox.path, EMPTY, SCHEMA)
+        refresh_master(master, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA))
         expected.update({r[0]: r for r in rows})
     if not expected:
         return
@@ -134,16 +134,16 @@ def test_applying_the_same_batch_twice_equals_once(
     master = tmp_path / "master"
     for rows in [*history, again]:
         inbox.add(_table(rows))
-    refresh_master(master, inbox.reports, inbox.path, EMPTY, SCHEMA)
+    refresh_master(master, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA))
     once = _files(master)
-    refresh_master(master, inbox.reports, inbox.path, EMPTY, SCHEMA)
+    refresh_master(master, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA))
     assert _files(master) == once
 
     twice = Inbox(_scratch(tmp_path, "twice"))
     for rows in [*history, again, again]:
         twice.add(_table(rows))
     other = tmp_path / "other"
-    refresh_master(other, twice.reports, twice.path, EMPTY, SCHEMA)
+    refresh_master(other, twice.reports, twice.path, MasterSpec(EMPTY, SCHEMA))
     parts = {name: data for name, data in _files(other).items() if name.startswith("part-")}
     assert parts == {name: data for name, data in once.items() if name.startswith("part-")}
 
@@ -162,8 +162,12 @@ def test_text_keys_incremental_equals_rebuild(
                 schema=TEXT_SCHEMA,
             )
         )
-        refresh_master(tmp_path / "incremental", inbox.reports, inbox.path, TEXT_EMPTY, TEXT_SCHEMA)
-    refresh_master(tmp_path / "rebuilt", inbox.reports, inbox.path, TEXT_EMPTY, TEXT_SCHEMA)
+        refresh_master(
+            tmp_path / "incremental", inbox.reports, inbox.path, MasterSpec(TEXT_EMPTY, TEXT_SCHEMA)
+        )
+    refresh_master(
+        tmp_path / "rebuilt", inbox.reports, inbox.path, MasterSpec(TEXT_EMPTY, TEXT_SCHEMA)
+    )
     assert _files(tmp_path / "incremental") == _files(tmp_path / "rebuilt")
 
 
