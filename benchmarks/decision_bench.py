@@ -1,9 +1,10 @@
 """P6: the retrain decision against an MLflow store holding many runs.
 
-In: a Size. Out: the time of `policy.decide_retrain` against a SQLite MLflow store with
-`mlflow_runs` runs (half of them logged under other feature/split/model versions, so the search
-has to filter) and a production model whose run is among them: once as the first call in the
-process (the store's engine is created; `import mlflow` is already done) and once warm.
+In: a Size. Out: the time of `policy.decide_retrain` (the store look-up and the verdict on it)
+against a SQLite MLflow store with `mlflow_runs` runs (half of them logged under other
+feature/split/model versions, so the search has to filter) and a production model whose run is
+among them: once as the first call in the process (the store's engine is created; `import mlflow`
+is already done) and once warm.
 The runs are logged through MLflow's client twice, then copied in bulk inside the store's
 database, which takes seconds where logging 10,000 runs one by one takes minutes.
 """
@@ -83,18 +84,12 @@ def build_store(folder: Path, runs: int) -> str:
 
 
 def decide_once(uri: str, rows: int) -> tuple[float, bool]:
-    from mainstem.training.policy import decide_retrain
+    from mainstem.training.policy import Scope, decide_retrain, parse_counts
     from mainstem.training.registry import connect
 
     start = time.perf_counter()
     decision = decide_retrain(
-        connect(uri),
-        experiment=_EXPERIMENT,
-        model_name=_MODEL,
-        alias=_ALIAS,
-        current_master_rows=rows,
-        threshold_raw=None,
-        threshold_default=400,
+        connect(uri), Scope(_EXPERIMENT, _MODEL, _ALIAS), parse_counts(rows, None, 400)
     )
     elapsed = time.perf_counter() - start
     assert decision.basis == "growth", decision

@@ -77,12 +77,12 @@ def _airflow_variables(names: tuple[str, ...]) -> dict[str, str | None] | None:
 def _retrain_explain(args: argparse.Namespace) -> None:
     from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
     from mainstem.params import load_params
-    from mainstem.training.policy import explain
-    from mainstem.training.request import PolicyInputs, workspace_decision
+    from mainstem.training.policy import PolicyInputs, explain
+    from mainstem.training.request import workspace_decision
 
     params = load_params(args.workspace)
     rows, threshold = args.current_rows, args.threshold
-    rows_source = "--current-rows" if rows is not None else None
+    rows_source = "--current-rows"  # when rows stays None, the master is counted through DVC
     threshold_source = "--threshold" if threshold is not None else THRESHOLD_VARIABLE
     variables = None if args.no_airflow else _airflow_variables((ROWS_VARIABLE, THRESHOLD_VARIABLE))
     if variables and rows is None and variables[ROWS_VARIABLE] is not None:

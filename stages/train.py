@@ -3,6 +3,8 @@
 The stage depends on the request file, not on the master, so new batches never make it stale:
 training happens when the retrain policy (or a person) writes a request. `{}` means no request,
 and the stage then writes an empty model folder and `{"trained": false}`, the same every time.
+A request is served once: running the stage again on it (`dvc repro --force train`) finds the
+training run tagged with the request's id, restores its model and writes the same metrics.
 """
 
 from mainstem.console import run_entry

@@ -29,23 +29,26 @@ def copy_store(template: Path, dest_dir: Path) -> str:
     return f"sqlite:///{dest}"
 
 
+DEFAULT_METRICS = {"master_rows": 100, "f1_macro": 0.9}
+
+
 def log_run(
     client: MlflowClient,
     experiment_id: str,
     start: int,
-    master_rows: int | None = 100,
     status: str = "FINISHED",
-    score: float = 0.9,
-    **versions: str,
+    versions: dict[str, str] | None = None,
+    **metrics: float | None,
 ) -> str:
-    """A run like the train stage logs: the three versions, master_rows and f1_macro."""
+    """A run like the train stage logs: the three versions (VERSIONS updated by `versions`),
+    master_rows=100 and f1_macro=0.9 unless `metrics` say otherwise; None logs no such metric."""
     run = client.create_run(experiment_id, start_time=start)
     run_id = run.info.run_id
-    for key, value in {**VERSIONS, **versions}.items():
+    for key, value in {**VERSIONS, **(versions or {})}.items():
         client.log_param(run_id, key, value)
-    if master_rows is not None:
-        client.log_metric(run_id, "master_rows", master_rows)
-    client.log_metric(run_id, "f1_macro", score)
+    for key, number in {**DEFAULT_METRICS, **metrics}.items():
+        if number is not None:
+            client.log_metric(run_id, key, number)
     if status != "RUNNING":
         client.set_terminated(run_id, status, end_time=start + 1)
     return run_id

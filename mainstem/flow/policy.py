@@ -22,11 +22,12 @@ def decide_retrain(
 ) -> dict[str, Any]:
     """The retrain decision from the Variables' raw values; logged line by line, as JSON."""
     from mainstem.training.decision_log import record_decision
-    from mainstem.training.policy import decide, explain
+    from mainstem.training.policy import PolicyInputs, decide, explain
 
     params = load_params(root)
     # an unset CURRENT_MASTER_ROWS is an error here, never "count the master some other way"
-    decision = decide(params, rows_raw, threshold_raw, training_in_flight=training_in_flight)
+    given = PolicyInputs(rows_raw, threshold=threshold_raw, training_in_flight=training_in_flight)
+    decision = decide(params, given)
     for line in explain(decision):
         log.info("%s", line)
     log.info("decision: %s (%s)", "RETRAIN" if decision.retrain else "no retrain", decision.reason)

@@ -5,12 +5,17 @@ store). Out: the model folder (`train.model_dir`, the registered model's own fil
 metrics the stage writes to `train.metrics_file`. With no request (`{}`) it trains nothing and
 returns `{"trained": false}`, so the stage's outputs are the same on every such run. The request
 is checked against the master first: training never runs on a master other than the one decided.
+
+A request is served once. Its training run carries the request's id as a tag; when the stage runs
+again on the same request (`dvc repro --force train`, a retried task) it finds that run, trains and
+registers nothing, restores the model folder from the registered version and returns the same
+metrics as the first time, so the stage's outputs, and `dvc.lock`, do not change.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,27 +27,104 @@ from mainstem.errors import MainstemError
 from mainstem.metrics import read_metric
 from mainstem.params import Params
 from mainstem.training.model import (
-    KEY,
-    LABEL,
     QUALITY_METRICS,
+    TrainRequest,
     check_request,
-    feature_matrix,
-    fit_model,
-    held_out,
+    fit_and_score,
     master_hash,
     mean_rgb,
     parse_request,
+    recorded_metrics,
+    request_id,
     run_record,
-    scores,
 )
-from mainstem.training.registry import connect, ensure_experiment, experiment_name, record_training
+from mainstem.training.registry import (
+    REQUEST_ID_TAG,
+    Registration,
+    TrainingRun,
+    connect,
+    ensure_experiment,
+    experiment_name,
+    record_training,
+    restore_model,
+    served_request,
+)
 from mainstem.training.registry import tracking_uri as store_uri
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
 
+def _check_master(params: Params, request: TrainRequest) -> None:
+    """Refuse a request made for another master than the one `dvc.lock` and its metrics hold."""
+    root = params.root
+    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+    master_md5 = master_hash(lock, params.merge.master_dir.relative_to(root).as_posix())
+    metrics_file = params.merge.metrics_file.relative_to(root).as_posix()
+    master_rows = int(read_metric(root, metrics_file, "master_rows"))
+    check_request(request, master_md5, master_rows)
+
+
+def _read_master(params: Params, master_rows: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The master and the mean colour of each row's photo."""
+    master = pd.read_parquet(params.merge.master_dir)
+    if len(master) != master_rows:
+        raise MainstemError(
+            f"{params.merge.master_dir} holds {len(master)} rows, "
+            f"{params.merge.metrics_file.relative_to(params.root).as_posix()} says "
+            f"{master_rows}; run `dvc checkout` to restore the tracked master"
+        )
+    images = params.validate.validated_dir / "images"
+    colours = np.array([mean_rgb((images / name).read_bytes()) for name in master["image_file"]])
+    return master, colours
+
+
+def _stage_metrics(outcome: TrainingRun) -> dict[str, Any]:
+    return {
+        "trained": True,
+        "run_id": outcome.run_id,
+        "model_version": outcome.model_version,
+        "promoted": outcome.promotion.promoted,
+        "production_version": outcome.promotion.alias_version,
+        **recorded_metrics(outcome.metrics),
+    }
+
+
+def _train(
+    params: Params, request: TrainRequest, client: MlflowClient, registration: Registration
+) -> TrainingRun:
+    """Fit, log, register and publish a new model for `request`."""
+    train, root = params.train, params.root
+    master, colours = _read_master(params, request.master_rows)
+    fitted = fit_and_score(train, master, colours)
+    tags = {
+        REQUEST_ID_TAG: request_id(request),
+        "git_commit": git(["rev-parse", "HEAD"], root).stdout.strip(),
+        "master_md5": request.master_md5,
+        "requested_at": request.requested_at,
+        "requested_by": request.requested_by,
+        "request_reason": request.reason,
+    }
+    run = run_record(train, fitted, request.master_rows, tags)
+    staged = staging_path(train.model_dir, "train")
+    fresh_dir(staged).rmdir()
+    outcome = record_training(client, registration, fitted, run, staged)
+    publish_dir(staged, train.model_dir)
+    return outcome
+
+
+def _restore(params: Params, client: MlflowClient, served: TrainingRun) -> None:
+    """Put the registered version's files back in the model folder, as its training left them."""
+    staged = staging_path(params.train.model_dir, "train")
+    fresh_dir(staged).rmdir()
+    restore_model(client, served.model_uri, staged)
+    publish_dir(staged, params.train.model_dir)
+
+
 def run_requested_training(params: Params) -> dict[str, Any]:
-    """Carry out the training the request file asks for; the metrics to record."""
+    """Carry out the training the request file asks for, once; the metrics to record."""
     train = params.train
     request = parse_request(read_json(train.request_file))
     if request is None:
@@ -54,50 +136,26 @@ def run_requested_training(params: Params) -> dict[str, Any]:
             f"params.yaml: train.eval_metric '{train.eval_metric}' is not one of "
             f"{', '.join(QUALITY_METRICS)}"
         )
-    root = params.root
-    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
-    master_md5 = master_hash(lock, params.merge.master_dir.relative_to(root).as_posix())
-    metrics_file = params.merge.metrics_file.relative_to(root).as_posix()
-    master_rows = int(read_metric(root, metrics_file, "master_rows"))
-    check_request(request, master_md5, master_rows)
-    master = pd.read_parquet(params.merge.master_dir)
-    if len(master) != master_rows:
-        raise MainstemError(
-            f"{params.merge.master_dir} holds {len(master)} rows, {metrics_file} says "
-            f"{master_rows}; run `dvc checkout` to restore the tracked master"
-        )
-
-    images = params.validate.validated_dir / "images"
-    colours = np.array([mean_rgb((images / name).read_bytes()) for name in master["image_file"]])
-    features, names = feature_matrix(master, colours, train.feature_version)
-    labels = master[LABEL].astype(str).to_numpy()
-    test = held_out(master[KEY], train.seed, train.split_version, train.test_fraction)
-    model = fit_model(train.model_version, features[~test], labels[~test], train.seed)
-    quality = scores(labels[test], model.predict(features[test]))
-
+    _check_master(params, request)
     client = connect(store_uri(params))
-    experiment_id = ensure_experiment(client, experiment_name(params))
-    lineage = {
-        "git_commit": git(["rev-parse", "HEAD"], root).stdout.strip(),
-        "master_md5": master_md5,
-        "requested_at": request.requested_at,
-        "requested_by": request.requested_by,
-        "request_reason": request.reason,
-    }
-    run = run_record(train, names, master_rows, test, quality, lineage)
-    staged = staging_path(train.model_dir, "train")
-    fresh_dir(staged).rmdir()
-    registered = (train.model_name, train.production_alias, train.eval_metric)
-    outcome = record_training(client, experiment_id, model, features[:5], run, registered, staged)
-    publish_dir(staged, train.model_dir)
+    registration = Registration(
+        ensure_experiment(client, experiment_name(params)),
+        train.model_name,
+        train.production_alias,
+        train.eval_metric,
+    )
+    served = served_request(client, registration, request_id(request))
+    if served is not None:
+        log.info(
+            "request %s was served by run %s (version %s); restoring its model, training nothing",
+            request_id(request)[:12],
+            served.run_id,
+            served.model_version,
+        )
+        _restore(params, client, served)
+        return _stage_metrics(served)
+    outcome = _train(params, request, client, registration)
     log.info(
         "run %s, version %s: %s", outcome.run_id, outcome.model_version, outcome.promotion.reason
     )
-    return {
-        "trained": True,
-        "run_id": outcome.run_id,
-        "model_version": outcome.model_version,
-        "promoted": outcome.promotion.promoted,
-        "production_version": outcome.promotion.alias_version,
-        **run["metrics"],
-    }
+    return _stage_metrics(outcome)

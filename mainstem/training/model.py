@@ -1,9 +1,11 @@
 """Training the grade model: the request that asks for it, the features, the split, fit and scores.
 
 In: the train request (parsed JSON), `dvc.lock`, the master as a DataFrame, the photos' bytes, and
-the versions and seed from params. Out: a checked request, a feature matrix, a split that keeps
-each row on its side as the master grows, a fitted scikit-learn model and its scores. No file I/O
-and no MLflow here: `stages/train.py` reads the inputs and `registry` records the run.
+the versions and seed from params. Out: a checked request and its id (a hash of its content, so
+the same request always has the same id), a feature matrix, a split that keeps each row on its
+side as the master grows, a fitted scikit-learn model and its scores, and the params, metrics and
+tags of its MLflow run. No file I/O and no MLflow here: `stages/train.py` reads the inputs and
+`registry` records the run.
 
 Each version names code: `feature_version`, `split_version` and `model_version` select the
 functions below, so a run's three params say exactly how its model was made.
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mainstem.durable import canonical_json
 from mainstem.errors import TrainingError
 from mainstem.params import TrainParams
 
@@ -29,6 +32,7 @@ FEATURES = {"f1": ("weight_g", "diameter_mm", "mean_r", "mean_g", "mean_b")}
 SPLITS = ("s1",)
 MODELS = ("m1",)
 QUALITY_METRICS = ("accuracy", "f1_macro")
+COUNT_METRICS = ("master_rows", "rows_train", "rows_test")
 _MIN_TRAIN_ROWS = 10
 
 
@@ -61,6 +65,15 @@ def parse_request(value: Any) -> TrainRequest | None:
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise TrainingError(f"the train request's master_rows must be a count, got {rows!r}")
     return TrainRequest(**{name: value[name] for name in fields})
+
+
+def request_id(request: TrainRequest) -> str:
+    """The request's id: the SHA-256 of its canonical JSON.
+
+    Derived from the content, so a request file written before ids existed has one too, and
+    running the train stage again on the same request finds the training that served it.
+    """
+    return hashlib.sha256(canonical_json(request.to_json())).hexdigest()
 
 
 def master_hash(lock: Any, master_path: str) -> str:
@@ -159,13 +172,32 @@ def scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted model, the features it takes, the rows held out from it and its scores there.
+
+    `sample` is the first rows of the feature matrix: an input example for the logged model.
+    """
+
+    model: Any
+    feature_names: list[str]
+    test: np.ndarray
+    quality: dict[str, float]
+    sample: np.ndarray
+
+
+def fit_and_score(train: TrainParams, master: pd.DataFrame, colours: np.ndarray) -> Fitted:
+    """Features, split, fit on one side and score on the other, as the params' versions say."""
+    features, names = feature_matrix(master, colours, train.feature_version)
+    labels = master[LABEL].astype(str).to_numpy()
+    test = held_out(master[KEY], train.seed, train.split_version, train.test_fraction)
+    model = fit_model(train.model_version, features[~test], labels[~test], train.seed)
+    quality = scores(labels[test], model.predict(features[test]))
+    return Fitted(model, names, test, quality, features[:5])
+
+
 def run_record(
-    train: TrainParams,
-    feature_names: list[str],
-    master_rows: int,
-    test: np.ndarray,
-    quality: dict[str, float],
-    lineage: dict[str, str],
+    train: TrainParams, fitted: Fitted, master_rows: int, tags: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     """The params, metrics and tags of the MLflow run for one training.
 
@@ -179,13 +211,26 @@ def run_record(
             "model_version": train.model_version,
             "seed": train.seed,
             "test_fraction": train.test_fraction,
-            "features": ",".join(feature_names),
+            "features": ",".join(fitted.feature_names),
         },
         "metrics": {
             "master_rows": master_rows,
-            "rows_train": int((~test).sum()),
-            "rows_test": int(test.sum()),
-            **quality,
+            "rows_train": int((~fitted.test).sum()),
+            "rows_test": int(fitted.test.sum()),
+            **fitted.quality,
         },
-        "tags": dict(lineage),
+        "tags": dict(tags),
+    }
+
+
+def recorded_metrics(logged: dict[str, float]) -> dict[str, int | float]:
+    """The metrics of `run_record` back from a logged run: MLflow keeps every metric as a float,
+    so the counts become ints again and the stage's metrics file reads the same as the first time.
+    """
+    missing = [name for name in (*COUNT_METRICS, *QUALITY_METRICS) if name not in logged]
+    if missing:
+        raise TrainingError(f"the training run logged no metric {', '.join(missing)}")
+    return {
+        **{name: int(logged[name]) for name in COUNT_METRICS},
+        **{name: logged[name] for name in QUALITY_METRICS},
     }

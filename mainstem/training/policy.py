@@ -1,14 +1,16 @@
 """The retrain policy: should the production model be retrained now, and why.
 
-In: an MLflow client, where to look (experiment, registered model name, production alias), the
-current master row count (the `CURRENT_MASTER_ROWS` Variable or DVC metrics), the raw
+In: the current master row count (the `CURRENT_MASTER_ROWS` Variable or DVC metrics), the raw
 `RETRAIN_THRESHOLD_ROWS` value (Variable text, or None when unset) with its default from params,
-and whether the caller already knows of a training in flight. Out: a RetrainDecision holding every
-input it used, the verdict and a one-line reason; `explain` renders it as the chain a person reads.
+what the MLflow store holds, and whether the caller already knows of a training in flight. Out: a
+RetrainDecision holding every input it used, the verdict and a one-line reason; `explain` renders
+it as the chain a person reads.
 
-The chain: production alias → version → run → its feature/split/model versions → the newest
-FINISHED run with those versions → its `master_rows` → new rows = current - that → retrain when
-new rows >= threshold. No Airflow here; the DAG passes the Variables' values in.
+Read, decide, write: `look_up` reads the store (production alias → version → run → its
+feature/split/model versions → the newest FINISHED run with those versions → its `master_rows`,
+and any RUNNING run), `verdict` decides from plain values with no I/O (new rows = current - that;
+retrain when new rows >= threshold), and `decide` joins them for a workspace. No Airflow here;
+the DAG passes the Variables' values in.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mainstem.errors import PolicyError
 from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
 from mainstem.params import Params
 from mainstem.training.registry import (
+    Production,
     connect,
     experiment_name,
     find_experiment,
@@ -75,6 +78,59 @@ class RetrainDecision:
         return cls(**{name: value[name] for name in names})
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Where the policy looks: the experiment, and the registered model and its production alias."""
+
+    experiment: str
+    model_name: str
+    alias: str
+
+
+@dataclass(frozen=True)
+class CompatibleRun:
+    """The newest FINISHED run trained with production's versions, and the rows it saw."""
+
+    run_id: str
+    master_rows: int
+
+
+@dataclass(frozen=True)
+class StoreFacts:
+    """What one MLflow store holds for a scope, as far as the verdict needs it.
+
+    `filter_string` is the search that found `compatible` (None without a production model);
+    `running_run_id` is a RUNNING training run young enough to be alive.
+    """
+
+    tracking_uri: str
+    scope: Scope
+    production: Production | None
+    filter_string: str | None
+    compatible: CompatibleRun | None
+    running_run_id: str | None
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The two numbers the verdict compares, each with where it came from."""
+
+    current_master_rows: int
+    rows_source: str
+    threshold: int
+    threshold_source: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Retrain or not, on which basis, in one line; and the new rows when they could be counted."""
+
+    retrain: bool
+    basis: str
+    reason: str
+    new_rows: int | None
+
+
 def parse_count(raw: object, what: str) -> int:
     """A row count given as an int or as the text of an Airflow Variable."""
     if isinstance(raw, bool):
@@ -96,6 +152,19 @@ def parse_threshold(raw: object, default: int, source: str) -> tuple[int, str]:
     return parse_count(raw, source), source
 
 
+def parse_counts(
+    current_master_rows: object,
+    threshold_raw: object,
+    threshold_default: int,
+    rows_source: str = ROWS_VARIABLE,
+    threshold_source: str = THRESHOLD_VARIABLE,
+) -> Counts:
+    """Both counts checked, the threshold first; a PolicyError names the unusable one."""
+    threshold, threshold_from = parse_threshold(threshold_raw, threshold_default, threshold_source)
+    current = parse_count(current_master_rows, rows_source)
+    return Counts(current, rows_source, threshold, threshold_from)
+
+
 def compatible_filter(feature_version: str, split_version: str, model_version: str) -> str:
     """The `search_runs` filter for FINISHED runs trained with the same three versions."""
     versions = {
@@ -108,6 +177,73 @@ def compatible_filter(feature_version: str, split_version: str, model_version: s
             raise PolicyError(f"param {key}={value!r} cannot be used in an MLflow filter")
     clauses = [f"params.{key} = '{value}'" for key, value in versions.items()]
     return " AND ".join([*clauses, "attributes.status = 'FINISHED'"])
+
+
+def _in_flight_verdict(facts: StoreFacts, new_rows: int | None) -> Verdict:
+    running = facts.running_run_id
+    if running is None:
+        reason = "the caller reports a training already in flight; not starting a second"
+    else:
+        reason = (
+            f"training run {running} is still RUNNING in experiment '{facts.scope.experiment}'; "
+            "not starting a second (if that training died, mark the run FAILED)"
+        )
+    return Verdict(False, "in_flight", reason, new_rows)
+
+
+def _bootstrap_verdict(current_rows: int, threshold: int, scope: Scope) -> Verdict:
+    retrain = current_rows >= threshold and current_rows > 0
+    prefix = f"bootstrap: no {scope.model_name}@{scope.alias} yet, and the master"
+    if current_rows == 0:
+        reason = f"{prefix} is empty"
+    else:
+        comparison = ">=" if retrain else "<"
+        reason = f"{prefix} has {current_rows} rows {comparison} threshold {threshold}"
+    return Verdict(retrain, "bootstrap", reason, None)
+
+
+def _no_compatible_verdict(production: Production, experiment: str) -> Verdict:
+    reason = (
+        f"no FINISHED run in experiment '{experiment}' has the production versions "
+        f"({production.feature_version}, {production.split_version}, "
+        f"{production.model_version}), so the rows it saw are unknown; retraining"
+    )
+    return Verdict(True, "no_compatible_run", reason, None)
+
+
+def _rows_verdict(current_rows: int, threshold: int, compatible: CompatibleRun) -> Verdict:
+    new_rows = current_rows - compatible.master_rows
+    if new_rows < 0:
+        reason = (
+            f"the master shrank by {-new_rows} rows since run {compatible.run_id} "
+            f"({compatible.master_rows} -> {current_rows}), e.g. under a stricter contract; "
+            "not retraining"
+        )
+        return Verdict(False, "shrunk", reason, new_rows)
+    retrain = new_rows >= threshold
+    reason = f"{new_rows} new rows {'>=' if retrain else '<'} threshold {threshold}"
+    return Verdict(retrain, "growth", reason, new_rows)
+
+
+def verdict(
+    current_rows: int, threshold: int, facts: StoreFacts, caller_in_flight: bool
+) -> Verdict:
+    """The verdict from plain values; no I/O.
+
+    A training in flight (a RUNNING run in `facts`, or `caller_in_flight`) always wins: no second
+    training starts. Without production it is a bootstrap; without a compatible run the rows
+    production saw are unknown, so it retrains; otherwise new rows are compared to the threshold.
+    New rows are still counted when a training is in flight, for the explanation.
+    """
+    compatible = facts.compatible
+    new_rows = None if compatible is None else current_rows - compatible.master_rows
+    if caller_in_flight or facts.running_run_id is not None:
+        return _in_flight_verdict(facts, new_rows)
+    if facts.production is None:
+        return _bootstrap_verdict(current_rows, threshold, facts.scope)
+    if compatible is None:
+        return _no_compatible_verdict(facts.production, facts.scope.experiment)
+    return _rows_verdict(current_rows, threshold, compatible)
 
 
 def _running_run(
@@ -132,9 +268,9 @@ def _running_run(
 
 def _last_compatible(
     client: MlflowClient, experiment_id: str | None, filter_string: str
-) -> tuple[str, int] | tuple[None, None]:
+) -> CompatibleRun | None:
     if experiment_id is None:
-        return None, None
+        return None
     with store_errors(client.tracking_uri):
         runs = client.search_runs(
             [experiment_id],
@@ -143,7 +279,7 @@ def _last_compatible(
             max_results=1,
         )
     if not runs:
-        return None, None
+        return None
     run = runs[0]
     rows = run.data.metrics.get("master_rows")
     if rows is None:
@@ -153,132 +289,113 @@ def _last_compatible(
         )
     if rows != int(rows) or rows < 0:
         raise PolicyError(f"run {run.info.run_id} has master_rows={rows}, not a row count")
-    return run.info.run_id, int(rows)
+    return CompatibleRun(run.info.run_id, int(rows))
 
 
-def decide_retrain(
-    client: MlflowClient,
-    *,
-    experiment: str,
-    model_name: str,
-    alias: str,
-    current_master_rows: object,
-    threshold_raw: object,
-    threshold_default: int,
-    rows_source: str = ROWS_VARIABLE,
-    threshold_source: str = THRESHOLD_VARIABLE,
-    training_in_flight: bool = False,
-    running_started_after_ms: int | None = None,
-) -> RetrainDecision:
-    """Compute the decision from the MLflow store and the given values.
+def look_up(
+    client: MlflowClient, scope: Scope, running_started_after_ms: int | None = None
+) -> StoreFacts:
+    """Read what the verdict needs from the store: production, its last compatible run, and
+    a RUNNING run, unless it started before `running_started_after_ms` (None: any counts).
 
-    A RUNNING run counts as a training in flight unless it started before
-    `running_started_after_ms` (None: every RUNNING run counts).
-
-    Raises PolicyError for an unusable input and RegistryError when the store cannot be read:
-    an unreachable store is never taken as "no retrain".
+    Raises PolicyError for a compatible run without a usable `master_rows`, and RegistryError when
+    the store cannot be read: an unreachable store is never taken as "no retrain".
     """
-    threshold, threshold_from = parse_threshold(threshold_raw, threshold_default, threshold_source)
-    current = parse_count(current_master_rows, rows_source)
-    experiment_id = find_experiment(client, experiment)
+    experiment_id = find_experiment(client, scope.experiment)
     running = _running_run(client, experiment_id, running_started_after_ms)
-    production = resolve_production(client, model_name, alias)
+    production = resolve_production(client, scope.model_name, scope.alias)
     filter_string = None
-    compatible_id, trained_rows = None, None
+    compatible = None
     if production is not None:
         filter_string = compatible_filter(
             production.feature_version, production.split_version, production.model_version
         )
-        compatible_id, trained_rows = _last_compatible(client, experiment_id, filter_string)
-    new_rows = None if trained_rows is None else current - trained_rows
+        compatible = _last_compatible(client, experiment_id, filter_string)
+    return StoreFacts(client.tracking_uri, scope, production, filter_string, compatible, running)
 
-    if training_in_flight or running is not None:
-        basis = "in_flight"
-        retrain = False
-        reason = (
-            f"training run {running} is still RUNNING in experiment '{experiment}'; not starting "
-            "a second (if that training died, mark the run FAILED)"
-            if running is not None
-            else "the caller reports a training already in flight; not starting a second"
-        )
-    elif production is None:
-        basis = "bootstrap"
-        retrain = current >= threshold and current > 0
-        comparison = ">=" if retrain else "<"
-        if current == 0:
-            reason = f"bootstrap: no {model_name}@{alias} yet, and the master is empty"
-        else:
-            reason = (
-                f"bootstrap: no {model_name}@{alias} yet, and the master has {current} rows "
-                f"{comparison} threshold {threshold}"
-            )
-    elif new_rows is None:
-        basis = "no_compatible_run"
-        retrain = True
-        reason = (
-            f"no FINISHED run in experiment '{experiment}' has the production versions "
-            f"({production.feature_version}, {production.split_version}, "
-            f"{production.model_version}), so the rows it saw are unknown; retraining"
-        )
-    elif new_rows < 0:
-        basis = "shrunk"
-        retrain = False
-        reason = (
-            f"the master shrank by {-new_rows} rows since run {compatible_id} "
-            f"({trained_rows} -> {current}), e.g. under a stricter contract; not retraining"
-        )
-    else:
-        basis = "growth"
-        retrain = new_rows >= threshold
-        reason = f"{new_rows} new rows {'>=' if retrain else '<'} threshold {threshold}"
+
+def make_decision(counts: Counts, facts: StoreFacts, training_in_flight: bool) -> RetrainDecision:
+    """The verdict on `counts` and `facts`, recorded with every input it used; no I/O."""
+    found = verdict(counts.current_master_rows, counts.threshold, facts, training_in_flight)
+    production, compatible = facts.production, facts.compatible
     return RetrainDecision(
-        retrain=retrain,
-        reason=reason,
-        basis=basis,
-        tracking_uri=client.tracking_uri,
-        experiment=experiment,
-        model_name=model_name,
-        alias=alias,
+        retrain=found.retrain,
+        reason=found.reason,
+        basis=found.basis,
+        tracking_uri=facts.tracking_uri,
+        experiment=facts.scope.experiment,
+        model_name=facts.scope.model_name,
+        alias=facts.scope.alias,
         production_version=production.version if production else None,
         production_run_id=production.run_id if production else None,
         feature_version=production.feature_version if production else None,
         split_version=production.split_version if production else None,
         model_version=production.model_version if production else None,
-        filter_string=filter_string,
-        compatible_run_id=compatible_id,
-        trained_master_rows=trained_rows,
-        current_master_rows=current,
-        rows_source=rows_source,
-        new_rows=new_rows,
-        threshold=threshold,
-        threshold_source=threshold_from,
+        filter_string=facts.filter_string,
+        compatible_run_id=compatible.run_id if compatible else None,
+        trained_master_rows=compatible.master_rows if compatible else None,
+        current_master_rows=counts.current_master_rows,
+        rows_source=counts.rows_source,
+        new_rows=found.new_rows,
+        threshold=counts.threshold,
+        threshold_source=counts.threshold_source,
         training_in_flight=training_in_flight,
-        in_flight_run_id=running,
+        in_flight_run_id=facts.running_run_id,
     )
 
 
-def decide(
-    params: Params,
-    current_master_rows: object,
-    threshold_raw: object,
+def decide_retrain(
+    client: MlflowClient,
+    scope: Scope,
+    counts: Counts,
     *,
-    rows_source: str = ROWS_VARIABLE,
-    threshold_source: str = THRESHOLD_VARIABLE,
     training_in_flight: bool = False,
+    running_started_after_ms: int | None = None,
 ) -> RetrainDecision:
-    """The decision for a workspace's params: its store, experiment, model name and alias."""
+    """Look up `scope` in the store behind `client`, then decide on `counts`."""
+    facts = look_up(client, scope, running_started_after_ms)
+    return make_decision(counts, facts, training_in_flight)
+
+
+def workspace_scope(params: Params) -> Scope:
+    """The experiment (`MLFLOW_EXPERIMENT_NAME` wins), model name and alias of a workspace."""
+    return Scope(experiment_name(params), params.train.model_name, params.train.production_alias)
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    """The counts the policy is given, in the raw form they come in, and where each came from.
+
+    `current_rows` is the `CURRENT_MASTER_ROWS` Variable's text (or an int); `threshold` None
+    means the default from params.yaml.
+    """
+
+    current_rows: object = None
+    rows_source: str = ROWS_VARIABLE
+    threshold: object = None
+    threshold_source: str = THRESHOLD_VARIABLE
+    training_in_flight: bool = False
+
+
+def decide(params: Params, given: PolicyInputs) -> RetrainDecision:
+    """The decision for a workspace's params: its store, experiment, model name and alias.
+
+    Raises PolicyError for an unusable count (before the store is read) and RegistryError when
+    the store cannot be read.
+    """
+    counts = parse_counts(
+        given.current_rows,
+        given.threshold,
+        params.retrain_threshold_rows,
+        given.rows_source,
+        given.threshold_source,
+    )
     started_after = time.time() - params.retrain_training_timeout_seconds
     return decide_retrain(
         connect(tracking_uri(params)),
-        experiment=experiment_name(params),
-        model_name=params.train.model_name,
-        alias=params.train.production_alias,
-        current_master_rows=current_master_rows,
-        threshold_raw=threshold_raw,
-        threshold_default=params.retrain_threshold_rows,
-        rows_source=rows_source,
-        threshold_source=threshold_source,
-        training_in_flight=training_in_flight,
+        workspace_scope(params),
+        counts,
+        training_in_flight=given.training_in_flight,
         running_started_after_ms=int(started_after * 1000),
     )
 

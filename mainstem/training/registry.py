@@ -3,7 +3,9 @@
 In: params (or a tracking URI) and a registered model name. Out: a client bound to one store for
 both tracking and the registry; the experiment's id (created with an artifact location beside a
 SQLite store, so artifacts never land in the current directory); the production model resolved
-through its alias down to the three versions its run was trained with; and the promotion rule.
+through its alias down to the three versions its run was trained with; the promotion rule; a
+training recorded as a run and a registered version, tagged with the request it served; and the
+training that already served a request, found again by that tag.
 A store that cannot be reached is a RegistryError naming the URI, never a silent "nothing found".
 """
 
@@ -21,10 +23,18 @@ from mainstem.params import Params
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+    from mainstem.training.model import Fitted
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 VERSION_PARAMS = ("feature_version", "split_version", "model_version")
+REQUEST_ID_TAG = "request_id"  # set on every training run: the id of the request it served
+PROMOTED_TAG = "promoted"  # "true" or "false", set once the version was registered and compared
+PRODUCTION_VERSION_TAG = "production_version"  # where the alias pointed right after that
+PROMOTION_REASON_TAG = "promotion_reason"
 
 
 def tracking_uri(params: Params) -> str:
@@ -154,6 +164,17 @@ def resolve_production(client: MlflowClient, model_name: str, alias: str) -> Pro
 
 
 @dataclass(frozen=True)
+class Registration:
+    """Where a training goes: the experiment of its run, and the registered model its version
+    joins, with the alias it may move and the metric that decides whether it does."""
+
+    experiment_id: str
+    model_name: str
+    alias: str
+    eval_metric: str
+
+
+@dataclass(frozen=True)
 class Promotion:
     """Where the production alias points after a new version was registered, and why."""
 
@@ -168,9 +189,11 @@ def should_promote(new_score: float, production_score: float | None) -> bool:
 
 
 def promote_if_better(
-    client: MlflowClient, model_name: str, alias: str, version: str, metric: str, score: float
+    client: MlflowClient, registration: Registration, version: str, score: float
 ) -> Promotion:
-    """Point `alias` at `version` unless the current production version scores better."""
+    """Point the alias at `version` unless the current production version scores better."""
+    model_name, alias = registration.model_name, registration.alias
+    metric = registration.eval_metric
     production = resolve_production(client, model_name, alias)
     current = production.metrics.get(metric) if production else None
     if production is not None and not should_promote(score, current):
@@ -193,11 +216,17 @@ def promote_if_better(
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """One logged, registered training run and what became of the production alias."""
+    """One logged, registered training run and what became of the production alias.
+
+    `model_uri` is where the registered version's files are; `metrics` are the run's metrics as
+    logged.
+    """
 
     run_id: str
     model_version: str
+    model_uri: str
     promotion: Promotion
+    metrics: dict[str, float]
 
 
 def _pip_requirements() -> list[str]:
@@ -206,42 +235,122 @@ def _pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "skops")]
 
 
+def _record_promotion(
+    client: MlflowClient, registration: Registration, run_id: str, version: str
+) -> Promotion:
+    """Compare the new version with production, move the alias if it wins, and tag the run with
+    the outcome, so a repeat of the same request reports what happened the first time."""
+    with store_errors(client.tracking_uri):
+        score = client.get_run(run_id).data.metrics[registration.eval_metric]
+    promotion = promote_if_better(client, registration, version, score)
+    with store_errors(client.tracking_uri):
+        client.set_tag(run_id, PROMOTED_TAG, "true" if promotion.promoted else "false")
+        client.set_tag(run_id, PRODUCTION_VERSION_TAG, promotion.alias_version)
+        client.set_tag(run_id, PROMOTION_REASON_TAG, promotion.reason)
+    return promotion
+
+
 def record_training(
     client: MlflowClient,
-    experiment_id: str,
-    model: Any,
-    sample: object,
+    registration: Registration,
+    fitted: Fitted,
     run: dict[str, dict[str, Any]],
-    registered: tuple[str, str, str],
     model_dir: Path,
 ) -> TrainingRun:
     """Log one FINISHED run holding `run` (params, metrics, tags) and the model; register it.
 
-    `registered` is (model name, alias, evaluation metric). The version is registered after the
-    run has finished, so a registered version never points at a run still in flight. The logged
-    model is then downloaded into `model_dir` (which must not exist), so the DVC-tracked copy is
-    byte for byte the registered one.
+    The version is registered after the run has finished, so a registered version never points
+    at a run still in flight. The logged model is then downloaded into `model_dir` (which must
+    not exist), so the DVC-tracked copy is byte for byte the registered one.
     """
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    model_name, alias, metric = registered
     uri = client.tracking_uri
     with store_errors(uri):
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
-        with mlflow.start_run(experiment_id=experiment_id) as active:
+        with mlflow.start_run(experiment_id=registration.experiment_id) as active:
             mlflow.log_params(run["params"])
             mlflow.log_metrics(run["metrics"])
             mlflow.set_tags(run["tags"])
-            signature = infer_signature(sample, model.predict(sample))
+            sample = fitted.sample
+            signature = infer_signature(sample, fitted.model.predict(sample))
             logged = mlflow.sklearn.log_model(
-                model, name="model", pip_requirements=_pip_requirements(), signature=signature
+                fitted.model,
+                name="model",
+                pip_requirements=_pip_requirements(),
+                signature=signature,
             )
-        version = mlflow.register_model(logged.model_uri, model_name)
-        mlflow.artifacts.download_artifacts(artifact_uri=logged.model_uri, dst_path=str(model_dir))
-    promotion = promote_if_better(
-        client, model_name, alias, str(version.version), metric, run["metrics"][metric]
+        version = mlflow.register_model(logged.model_uri, registration.model_name)
+    run_id = active.info.run_id
+    promotion = _record_promotion(client, registration, run_id, str(version.version))
+    restore_model(client, logged.model_uri, model_dir)
+    return TrainingRun(
+        run_id, str(version.version), logged.model_uri, promotion, dict(run["metrics"])
     )
-    return TrainingRun(active.info.run_id, str(version.version), promotion)
+
+
+def restore_model(client: MlflowClient, model_uri: str, model_dir: Path) -> None:
+    """Download the model at `model_uri` into `model_dir`, which must not exist."""
+    import mlflow
+    import mlflow.artifacts
+
+    uri = client.tracking_uri
+    with store_errors(uri):
+        # A `models:/` URI is resolved through the process-wide store, whatever is passed here.
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(model_dir))
+
+
+def _registered_version(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
+    """The first version of `model_name` registered from `run_id`, or None."""
+    with store_errors(client.tracking_uri):
+        versions = client.search_model_versions(f"name = '{model_name}' AND run_id = '{run_id}'")
+    return min(versions, key=lambda v: int(v.version), default=None)
+
+
+def _stored_promotion(run: Run) -> Promotion | None:
+    tags = run.data.tags
+    if PROMOTED_TAG not in tags or PRODUCTION_VERSION_TAG not in tags:
+        return None
+    return Promotion(
+        tags[PROMOTED_TAG] == "true",
+        tags[PRODUCTION_VERSION_TAG],
+        tags.get(PROMOTION_REASON_TAG, ""),
+    )
+
+
+def served_request(
+    client: MlflowClient, registration: Registration, request_id: str
+) -> TrainingRun | None:
+    """The training that already served request `request_id`: its newest FINISHED run tagged
+    with it that has a registered version; None when there is none.
+
+    A run whose promotion was never recorded (the process died after registering the version)
+    has it done now, so the request is served completely, once.
+    """
+    if "'" in request_id or "\\" in request_id:
+        raise RegistryError(f"request id {request_id!r} cannot be used in an MLflow filter")
+    query = f"tags.{REQUEST_ID_TAG} = '{request_id}' AND attributes.status = 'FINISHED'"
+    with store_errors(client.tracking_uri):
+        runs = client.search_runs(
+            [registration.experiment_id], query, order_by=["attributes.start_time DESC"]
+        )
+    for run in runs:
+        version = _registered_version(client, registration.model_name, run.info.run_id)
+        if version is None:
+            continue
+        promotion = _stored_promotion(run) or _record_promotion(
+            client, registration, run.info.run_id, str(version.version)
+        )
+        return TrainingRun(
+            run.info.run_id,
+            str(version.version),
+            str(version.source),
+            promotion,
+            dict(run.data.metrics),
+        )
+    return None

@@ -11,7 +11,7 @@ dry run and the demo do. The training path that runs these is `flow.train`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import yaml
@@ -21,7 +21,7 @@ from mainstem.errors import MainstemError
 from mainstem.master.metrics import master_rows as tracked_master_rows
 from mainstem.params import Params
 from mainstem.training.model import TrainRequest, master_hash
-from mainstem.training.policy import THRESHOLD_VARIABLE, RetrainDecision, decide
+from mainstem.training.policy import PolicyInputs, RetrainDecision, decide
 
 log = logging.getLogger(__name__)
 DVC_ROWS_SOURCE = "DVC metrics"
@@ -101,35 +101,12 @@ def training_outcome(params: Params, commit: str | None = None) -> TrainingOutco
     )
 
 
-@dataclass(frozen=True)
-class PolicyInputs:
-    """The values the policy counts with when given from outside, and where each came from.
-
-    `current_rows` None means: count the master through DVC. `threshold` None means: the
-    default from params.yaml.
-    """
-
-    current_rows: object = None
-    rows_source: str | None = None
-    threshold: object = None
-    threshold_source: str = THRESHOLD_VARIABLE
-    training_in_flight: bool = False
-
-
 def workspace_decision(params: Params, given: PolicyInputs | None = None) -> RetrainDecision:
     """The policy's decision, counting the master through DVC when no row count is given."""
     given = given or PolicyInputs()
-    current_rows, rows_source = given.current_rows, given.rows_source
-    if current_rows is None:
-        current_rows, rows_source = master_rows(params), DVC_ROWS_SOURCE
-    return decide(
-        params,
-        current_rows,
-        given.threshold,
-        rows_source=rows_source or "given",
-        threshold_source=given.threshold_source,
-        training_in_flight=given.training_in_flight,
-    )
+    if given.current_rows is None:
+        given = replace(given, current_rows=master_rows(params), rows_source=DVC_ROWS_SOURCE)
+    return decide(params, given)
 
 
 def master_rows(params: Params) -> int:

@@ -16,7 +16,8 @@ from mainstem.flow.train import train_from_decision
 from mainstem.local.samples import BatchSpec
 from mainstem.local.services import PG_BIN, MlflowServer, PostgresCluster, free_port
 from mainstem.params import load_params
-from mainstem.training.request import PolicyInputs, workspace_decision
+from mainstem.training.policy import PolicyInputs
+from mainstem.training.request import workspace_decision
 from tests.conftest import Deliver
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +55,8 @@ def mlflow_on_postgres(
     finally:
         record = server.record
         server.stop()
-        assert record is not None and not record.alive()
+        assert record is not None
+        assert not record.alive()
 
 
 def test_the_retrain_loop_runs_on_a_postgres_backed_server(
@@ -71,20 +73,26 @@ def test_the_retrain_loop_runs_on_a_postgres_backed_server(
     process_next_batch(workspace)
 
     first = workspace_decision(params, PolicyInputs(threshold="40"))
-    assert first.retrain and first.basis == "bootstrap" and first.tracking_uri == url
+    assert first.retrain
+    assert first.basis == "bootstrap"
+    assert first.tracking_uri == url
     trained = train_from_decision(workspace, first, requested_by="test")
-    assert trained.model_version == "1" and trained.master_rows == 60
+    assert trained.model_version == "1"
+    assert trained.master_rows == 60
 
     deliver(BatchSpec(2, first_id=61, rows=50))
     process_next_batch(workspace)
     second = workspace_decision(params, PolicyInputs(threshold="40"))
-    assert second.retrain and second.basis == "growth"
+    assert second.retrain
+    assert second.basis == "growth"
     assert (second.compatible_run_id, second.new_rows) == (trained.run_id, 50)
     retrained = train_from_decision(workspace, second, requested_by="test")
-    assert retrained.model_version == "2" and retrained.master_rows == 110
+    assert retrained.model_version == "2"
+    assert retrained.master_rows == 110
 
     third = workspace_decision(params, PolicyInputs(threshold="40"))
-    assert not third.retrain and third.new_rows == 0
+    assert not third.retrain
+    assert third.new_rows == 0
     assert third.compatible_run_id == retrained.run_id
 
     client = MlflowClient(tracking_uri=url, registry_uri=url)

@@ -13,7 +13,8 @@ from mainstem.flow.train import train_from_decision
 from mainstem.local.samples import BatchSpec
 from mainstem.local.services import MlflowServer, free_port
 from mainstem.params import load_params
-from mainstem.training.request import PolicyInputs, workspace_decision
+from mainstem.training.policy import PolicyInputs
+from mainstem.training.request import workspace_decision
 from tests.conftest import Deliver
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +45,8 @@ def test_train_and_decide_through_a_real_mlflow_server(
     process_next_batch(workspace)
 
     first = workspace_decision(params, PolicyInputs(threshold="40"))
-    assert first.retrain and first.basis == "bootstrap"
+    assert first.retrain
+    assert first.basis == "bootstrap"
     assert first.tracking_uri == mlflow_server
     trained = train_from_decision(workspace, first, requested_by="test")
 
@@ -56,5 +58,6 @@ def test_train_and_decide_through_a_real_mlflow_server(
     assert not params.train.tracking_db.exists()  # nothing went to the local default store
 
     again = workspace_decision(params, PolicyInputs(threshold="40"))
-    assert not again.retrain and again.new_rows == 0
+    assert not again.retrain
+    assert again.new_rows == 0
     assert again.compatible_run_id == trained.run_id

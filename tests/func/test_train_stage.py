@@ -16,11 +16,13 @@ from mainstem.commands import dvc, git
 from mainstem.durable import read_json, write_json
 from mainstem.errors import CommandError
 from mainstem.flow.batch import process_next_batch
+from mainstem.flow.train import train_from_decision
 from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
 from mainstem.training.model import TrainRequest
+from mainstem.training.policy import PolicyInputs
 from mainstem.training.registry import connect, tracking_uri
-from mainstem.training.request import tracked_master_md5, train_from_decision, workspace_decision
+from mainstem.training.request import tracked_master_md5, workspace_decision
 from tests.conftest import Deliver
 
 
@@ -55,18 +57,22 @@ def test_train_retrain_and_stop_closes_the_loop(workspace: Path, deliver: Delive
     deliver(BatchSpec(1, first_id=1, rows=60))
     process_next_batch(workspace)
 
-    first = workspace_decision(params, threshold_raw="40")
-    assert first.retrain and first.basis == "bootstrap" and first.current_master_rows == 60
+    first = workspace_decision(params, PolicyInputs(threshold="40"))
+    assert first.retrain
+    assert first.basis == "bootstrap"
+    assert first.current_master_rows == 60
     head = git(["rev-parse", "HEAD"], workspace).stdout.strip()
     trained = train_from_decision(workspace, first, requested_by="test")
     assert (trained.model_version, trained.production_version) == ("1", "1")
-    assert trained.promoted and trained.master_rows == 60
+    assert trained.promoted
+    assert trained.master_rows == 60
 
     client = connect(tracking_uri(params))
     run = client.get_run(trained.run_id)
     assert run.info.status == "FINISHED"
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.name == params.train.experiment and experiment.experiment_id != "0"
+    assert experiment.name == params.train.experiment
+    assert experiment.experiment_id != "0"
     assert {
         k: run.data.params[k] for k in ("feature_version", "split_version", "model_version")
     } == {
@@ -95,16 +101,19 @@ def test_train_retrain_and_stop_closes_the_loop(workspace: Path, deliver: Delive
     process_next_batch(workspace)
     assert _status_clean(workspace)  # new data never makes the train stage stale
 
-    second = workspace_decision(params, threshold_raw="40")
-    assert second.retrain and second.basis == "growth"
+    second = workspace_decision(params, PolicyInputs(threshold="40"))
+    assert second.retrain
+    assert second.basis == "growth"
     assert (second.compatible_run_id, second.new_rows) == (trained.run_id, 50)
     retrained = train_from_decision(workspace, second, requested_by="test")
-    assert retrained.model_version == "2" and retrained.master_rows == 110
+    assert retrained.model_version == "2"
+    assert retrained.master_rows == 110
     model = client.get_registered_model(params.train.model_name)
     assert str(model.aliases[params.train.production_alias]) == retrained.production_version
 
-    third = workspace_decision(params, threshold_raw="40")
-    assert not third.retrain and third.new_rows == 0
+    third = workspace_decision(params, PolicyInputs(threshold="40"))
+    assert not third.retrain
+    assert third.new_rows == 0
     assert third.compatible_run_id == retrained.run_id
     assert _status_clean(workspace)
 
@@ -135,9 +144,42 @@ def test_explain_counts_the_master_through_dvc(
     out = capsys.readouterr().out
     assert "master: 0 rows now (DVC metrics)" in out
     assert "threshold: 400 rows (params.yaml retrain.threshold_rows)" in out
-    assert "decision: no retrain - bootstrap" in out and "the master is empty" in out
+    assert "decision: no retrain - bootstrap" in out
+    assert "the master is empty" in out
 
     cli(["retrain", "explain", "--workspace", str(workspace), "--json", "--current-rows", "450"])
     decision = json.loads(capsys.readouterr().out)
-    assert decision["retrain"] and decision["current_master_rows"] == 450
+    assert decision["retrain"]
+    assert decision["current_master_rows"] == 450
     assert decision["rows_source"] == "--current-rows"
+
+
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_forcing_train_again_on_a_served_request_trains_and_registers_nothing(
+    workspace: Path, deliver: Deliver
+) -> None:
+    params = load_params(workspace)
+    deliver(BatchSpec(1, first_id=1, rows=60))
+    process_next_batch(workspace)
+    trained = train_from_decision(
+        workspace, workspace_decision(params, PolicyInputs(threshold="40")), requested_by="test"
+    )
+    metrics = params.train.metrics_file.read_bytes()
+    lock = (workspace / "dvc.lock").read_bytes()
+    model = _tree_bytes(params.train.model_dir)
+
+    dvc(["repro", "--force", "train"], workspace)
+
+    assert params.train.metrics_file.read_bytes() == metrics
+    assert _tree_bytes(params.train.model_dir) == model
+    assert (workspace / "dvc.lock").read_bytes() == lock
+    assert _status_clean(workspace)
+    assert git(["status", "--porcelain"], workspace).stdout == ""
+    client = connect(tracking_uri(params))
+    runs = client.search_runs([client.get_run(trained.run_id).info.experiment_id])
+    assert [run.info.run_id for run in runs] == [trained.run_id]
+    versions = client.search_model_versions(f"name = '{params.train.model_name}'")
+    assert [version.version for version in versions] == [1]

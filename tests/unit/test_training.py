@@ -1,8 +1,10 @@
-"""Training's pure parts: the request, the master's hash, features, the split, fit and scores."""
+"""Training's pure parts: the request and its id, the master's hash, features, the split, fit and
+scores, and the run's record."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -12,17 +14,23 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mainstem.errors import TrainingError
+from mainstem.params import load_params
 from mainstem.training.model import (
     TrainRequest,
     check_request,
     feature_matrix,
+    fit_and_score,
     fit_model,
     held_out,
     master_hash,
     mean_rgb,
     parse_request,
+    recorded_metrics,
+    request_id,
+    run_record,
     scores,
 )
+from tests.conftest import ROOT
 
 REQUEST = {
     "requested_at": "2026-11-27T12:00:00+00:00",
@@ -40,7 +48,47 @@ def test_empty_request_means_no_training() -> None:
 
 def test_request_round_trips() -> None:
     request = parse_request(REQUEST)
-    assert isinstance(request, TrainRequest) and request.to_json() == REQUEST
+    assert isinstance(request, TrainRequest)
+    assert request.to_json() == REQUEST
+
+
+def test_a_requests_id_is_the_sha256_of_its_canonical_json() -> None:
+    request = parse_request(REQUEST)
+    assert request is not None
+    # Pinned: a request file written by an older mainstem must keep its id, or its training
+    # would not be found again and would run a second time.
+    assert request_id(request) == (
+        "2c679315f3ad4a8c76a48484bd471aff2eec091ec787b983e8c63bb9857f1112"
+    )
+
+
+def test_a_requests_id_does_not_depend_on_key_order() -> None:
+    one = parse_request({**REQUEST, "decision": {"retrain": True, "basis": "bootstrap"}})
+    two = parse_request(
+        dict(reversed({**REQUEST, "decision": {"basis": "bootstrap", "retrain": True}}.items()))
+    )
+    assert one is not None
+    assert two is not None
+    assert request_id(one) == request_id(two)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("requested_at", "2026-11-27T12:00:01+00:00"),
+        ("requested_by", "someone else"),
+        ("master_md5", "abd.dir"),
+        ("master_rows", 11),
+        ("reason", "growth"),
+        ("decision", {"retrain": True, "basis": "growth"}),
+    ],
+)
+def test_any_change_to_a_request_changes_its_id(field: str, value: object) -> None:
+    request = parse_request(REQUEST)
+    changed = parse_request({**REQUEST, field: value})
+    assert request is not None
+    assert changed is not None
+    assert request_id(changed) != request_id(request)
 
 
 @pytest.mark.parametrize(
@@ -130,3 +178,53 @@ def test_fit_and_score_a_separable_problem() -> None:
     assert scores(labels, model.predict(features)) == {"accuracy": 1.0, "f1_macro": 1.0}
     with pytest.raises(TrainingError, match="test side of the split is empty"):
         scores(labels[:0], labels[:0])
+
+
+def _master(rows: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """A master of two grades that weight alone tells apart, and grey photos."""
+    heavy = np.arange(rows) % 2 == 0
+    master = pd.DataFrame(
+        {
+            "item_id": range(rows),
+            "weight_g": np.where(heavy, 200.0, 100.0) + np.arange(rows) % 7,
+            "diameter_mm": 50.0,
+            "grade": np.where(heavy, "A", "B"),
+        }
+    )
+    return master, np.full((rows, 3), 0.5)
+
+
+def test_fit_and_score_follow_the_params_versions_and_split() -> None:
+    train = load_params(ROOT).train
+    master, colours = _master(80)
+    fitted = fit_and_score(train, master, colours)
+    expected_test = held_out(
+        master["item_id"], train.seed, train.split_version, train.test_fraction
+    )
+    assert fitted.test.tolist() == expected_test.tolist()
+    assert fitted.feature_names == list(feature_matrix(master, colours, "f1")[1])
+    assert fitted.quality == {"accuracy": 1.0, "f1_macro": 1.0}
+    assert fitted.sample.tolist() == feature_matrix(master, colours, "f1")[0][:5].tolist()
+
+
+def test_the_run_record_counts_the_given_master_rows_and_both_sides() -> None:
+    train = load_params(ROOT).train
+    master, colours = _master(80)
+    fitted = fit_and_score(train, master, colours)
+    run = run_record(train, fitted, 80, {"request_id": "abc"})
+    assert run["metrics"]["master_rows"] == 80
+    assert run["metrics"]["rows_train"] + run["metrics"]["rows_test"] == 80
+    assert run["metrics"]["rows_test"] == int(fitted.test.sum())
+    assert run["params"]["features"] == "weight_g,diameter_mm,mean_r,mean_g,mean_b"
+    assert run["tags"] == {"request_id": "abc"}
+
+
+def test_recorded_metrics_read_back_as_they_were_recorded() -> None:
+    train = load_params(ROOT).train
+    fitted = fit_and_score(train, *_master(80))
+    metrics = run_record(train, fitted, 80, {})["metrics"]
+    as_logged = {name: float(value) for name, value in metrics.items()}  # MLflow keeps floats
+    back = recorded_metrics(as_logged)
+    assert json.dumps(back, sort_keys=True) == json.dumps(metrics, sort_keys=True)
+    with pytest.raises(TrainingError, match="logged no metric rows_test"):
+        recorded_metrics({k: v for k, v in as_logged.items() if k != "rows_test"})
