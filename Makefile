@@ -23,8 +23,8 @@ demo: install  ## run the whole flow on sample data in .demo/
 airflow: install  ## Airflow UI on 127.0.0.1:8080 for the demo workspace; Ctrl-C stops it
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.local.airflow_launcher --workspace .demo/workspace
 
-test: install  ## the whole test suite, real servers included
-	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest
+test: install  ## unit (pure, fast), then func (git, DVC, processes), then e2e (servers)
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest tests/unit tests/func tests/e2e
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import chdir
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -31,20 +32,27 @@ from mainstem.intake.dropfolder import Claimed, claim_batch
 from mainstem.intake.submit import submit
 from mainstem.local.samples import SUPPLIERS
 from mainstem.params import load_params
-from mainstem.training.policy import decide
+from mainstem.training.policy import PolicyInputs, decide
 from mainstem.training.registry import connect, tracking_uri
 
 
-def delivery(dest: Path, name: str, keys: np.ndarray, images: int, side: int, seed: int) -> Path:
-    """A produce delivery: one Parquet table whose rows share `images` photos."""
+@dataclass(frozen=True)
+class Photos:
+    """`count` square photos, `side` pixels wide."""
+
+    count: int
+    side: int
+
+
+def delivery(folder: Path, keys: np.ndarray, photos: Photos, seed: int) -> Path:
+    """A produce delivery in `folder`: one Parquet table whose rows share the photos."""
     rng = np.random.default_rng(seed)
-    folder = dest / name
     (folder / "images").mkdir(parents=True)
     names = []
-    for number in range(images):
+    for number in range(photos.count):
         fmt = "PNG" if number % 4 == 3 else "JPEG"
         image = f"images/{seed}-{number:05d}.{'png' if fmt == 'PNG' else 'jpg'}"
-        photo(seed * 10_000 + number, side).save(folder / image, format=fmt)
+        photo(seed * 10_000 + number, photos.side).save(folder / image, format=fmt)
         names.append(image)
     n = len(keys)
     days = np.datetime64("2021-01-01") + rng.integers(0, 1500, n).astype("timedelta64[D]")
@@ -55,11 +63,11 @@ def delivery(dest: Path, name: str, keys: np.ndarray, images: int, side: int, se
             "weight_g": np.round(rng.uniform(80, 900, n), 1),
             "diameter_mm": np.round(rng.uniform(40, 120, n), 1),
             "harvested_on": pa.array(days.astype(str).tolist()),
-            "image_file": pa.array([names[i % images] for i in range(n)]),
+            "image_file": pa.array([names[i % photos.count] for i in range(n)]),
             "grade": pa.array(np.array(["A", "B", "C"])[rng.integers(0, 3, n)].tolist()),
         }
     )
-    pq.write_table(table, folder / f"{name}.parquet")
+    pq.write_table(table, folder / f"{folder.name}.parquet")
     return folder
 
 
@@ -75,10 +83,11 @@ def run(size: Size, work: Path, results: Results) -> None:
     connect(tracking_uri(load_params(root))).search_experiments()  # the store exists already
     deliveries = work / "p5" / "deliveries"
     seed_keys = np.arange(size.flow_master_rows, dtype=np.int64)
-    _deliver(root, delivery(deliveries, "seed", seed_keys, 20, size.flow_image_side, 1))
+    _deliver(root, delivery(deliveries / "seed", seed_keys, Photos(20, size.flow_image_side), 1))
     start = time.perf_counter()
     seeded = batchflow.process_next_batch(root)
-    assert seeded.report is not None and seeded.report["status"] == "accepted", seeded.report
+    assert seeded.report is not None
+    assert seeded.report["status"] == "accepted", seeded.report
     results.measure(
         "P5", f"seed the {size.flow_master_rows:,}-row master (setup)", time.perf_counter() - start
     )
@@ -92,7 +101,8 @@ def run(size: Size, work: Path, results: Results) -> None:
             ),
         ]
     )
-    batch = delivery(deliveries, "batch", keys, size.flow_images, size.flow_image_side, 2)
+    photos = Photos(size.flow_images, size.flow_image_side)
+    batch = delivery(deliveries / "batch", keys, photos, 2)
     _deliver(root, batch)
     results.sample_load()
     steps = _timed_flow(root)
@@ -156,7 +166,7 @@ def _timed_flow(root: Path) -> list[tuple[str, float, bool]]:
     steps.append(("read master_rows (dvc.api.metrics_show)", time.perf_counter() - start, True))
     assert rows > 0
     start = time.perf_counter()
-    decision = decide(params, rows, None)
+    decision = decide(params, PolicyInputs(rows))
     steps.append(
         ("retrain decision (policy.decide, MLflow SQLite store)", time.perf_counter() - start, True)
     )

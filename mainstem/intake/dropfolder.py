@@ -240,7 +240,8 @@ def _finish_claim(
     if not delivery.files and not reasons:
         reasons = ["the delivery holds no files"]
     if reasons:
-        destination = quarantine_delivery(params, delivery.batch_id, reasons, stage="claim")
+        report = rejection_report(delivery.batch_id, reasons, stage="claim")
+        destination = quarantine_delivery(params, delivery.batch_id, report)
         lock.release(params.incoming_dir)
         return Rejected(delivery.batch_id, tuple(reasons), destination)
     if owner.batch_id != delivery.batch_id:
@@ -271,15 +272,18 @@ def _finish_claim(
     )
 
 
+def rejection_report(batch_id: str, reasons: list[str], stage: str) -> dict[str, object]:
+    """The report of a batch rejected whole at `stage`, for reasons the report lists."""
+    return {"batch_id": batch_id, "status": "rejected", "stage": stage, "reasons": reasons}
+
+
 def quarantine_delivery(
     params: IngestParams,
     batch_id: str,
-    reasons: list[str],
-    stage: str,
-    report: dict[str, object] | None = None,
+    report: dict[str, object],
     only: list[DeliveredFile] | None = None,
 ) -> Path:
-    """Move the delivery (or just `only`) out of the drop folder into quarantine, with a report.
+    """Move the delivery (or just `only`) out of the drop folder into quarantine, with `report`.
 
     Entries are renamed, never read, so FIFOs and device files move as safely as data files.
     """
@@ -287,8 +291,7 @@ def quarantine_delivery(
     destination = params.quarantine_dir / batch_id
     with storage_errors(f"could not quarantine batch {batch_id}"):
         (destination / "files").mkdir(parents=True, exist_ok=True)
-        summary = {"batch_id": batch_id, "status": "rejected", "stage": stage, "reasons": reasons}
-        write_json(destination / "report.json", report or summary)
+        write_json(destination / "report.json", report)
         names = [f.path for f in only] if only is not None else _all_entries(incoming)
         touched = {destination, destination / "files", incoming}
         for rel in names:
@@ -343,9 +346,8 @@ def release_batch(
     batch_id = str(ticket.get("batch_id") or batch_id_of([]))
     files = ticket_files(ticket)
     if rejected_report is not None:
-        quarantine_delivery(
-            params, batch_id, [], stage="validate", report=rejected_report, only=files
-        )
+        report = rejected_report or rejection_report(batch_id, [], stage="validate")
+        quarantine_delivery(params, batch_id, report, only=files)
     else:
         with storage_errors(f"could not clear batch {batch_id} from {incoming}"):
             touched = {incoming}

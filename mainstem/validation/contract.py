@@ -114,44 +114,16 @@ class _Reader:
 def load_contract(path: Path, check_schema: bool = True) -> Contract:
     """Read and check one contract file (and its pandera schema, unless told not to)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ContractError(
-            f"contract {path} does not exist; check validate.dataset and "
-            "validate.contract_version in params.yaml"
-        ) from exc
-    try:
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("contract"), dict):
-        raise ContractError(f"{path} must have a 'contract:' mapping and a 'schema:' mapping")
-    if not isinstance(raw.get("schema"), dict):
-        raise ContractError(f"{path} must have a 'schema:' mapping (a pandera YAML schema)")
+    data, raw = _read_document(path)
     meta = _Reader(path, raw["contract"], "contract")
     dtypes, nullable = _columns(path, raw["schema"])
-
-    key = meta.get("primary_key")
-    if key not in dtypes:
-        raise meta.fail("primary_key", f"names {key!r}, which is not a schema column")
-    if nullable[key]:
-        raise meta.fail("primary_key", f"column {key!r} must be declared nullable: false")
-    if dtypes[key] not in ("int64", "str"):
-        raise meta.fail("primary_key", f"column {key!r} must be int64 or str")
+    key = _primary_key(meta, dtypes, nullable)
     if meta.get("dedup", "last_write_wins") != "last_write_wins":
         raise meta.fail("dedup", "supports only last_write_wins")
-    formats = tuple(meta.get("tabular_formats", ["csv", "parquet"]))
-    if not formats or any(f not in ("csv", "parquet") for f in formats):
-        raise meta.fail("tabular_formats", "must list csv and/or parquet")
+    formats = _tabular_formats(meta)
     csv = _Reader(path, meta.get("csv", {}) or {}, "contract.csv")
-    images = meta.get("images", {}) or {}
-    if not isinstance(images, dict):
-        raise meta.fail("images", "must map image columns to their rules")
-    rules = tuple(_image_rule(path, column, spec, dtypes) for column, spec in images.items())
-    version = meta.positive("version")
-    if path.stem != f"v{version}":
-        raise meta.fail("version", f"is {version} but the file is named {path.name}")
+    rules = _image_rules(path, meta, dtypes)
+    version = _version(path, meta)
     contract = Contract(
         dataset=str(meta.get("dataset")),
         version=version,
@@ -175,6 +147,60 @@ def load_contract(path: Path, check_schema: bool = True) -> Contract:
     if check_schema:
         _ = contract.schema
     return contract
+
+
+def _read_document(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The file's bytes and its YAML, which holds a `contract:` and a `schema:` mapping."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ContractError(
+            f"contract {path} does not exist; check validate.dataset and "
+            "validate.contract_version in params.yaml"
+        ) from exc
+    try:
+        raw = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("contract"), dict):
+        raise ContractError(f"{path} must have a 'contract:' mapping and a 'schema:' mapping")
+    if not isinstance(raw.get("schema"), dict):
+        raise ContractError(f"{path} must have a 'schema:' mapping (a pandera YAML schema)")
+    return data, raw
+
+
+def _primary_key(meta: _Reader, dtypes: dict[str, str], nullable: dict[str, bool]) -> str:
+    """The key column: a schema column, never null, of a type the merge can order."""
+    key = meta.get("primary_key")
+    if key not in dtypes:
+        raise meta.fail("primary_key", f"names {key!r}, which is not a schema column")
+    if nullable[key]:
+        raise meta.fail("primary_key", f"column {key!r} must be declared nullable: false")
+    if dtypes[key] not in ("int64", "str"):
+        raise meta.fail("primary_key", f"column {key!r} must be int64 or str")
+    return str(key)
+
+
+def _tabular_formats(meta: _Reader) -> tuple[str, ...]:
+    formats = tuple(meta.get("tabular_formats", ["csv", "parquet"]))
+    if not formats or any(f not in ("csv", "parquet") for f in formats):
+        raise meta.fail("tabular_formats", "must list csv and/or parquet")
+    return formats
+
+
+def _image_rules(path: Path, meta: _Reader, dtypes: dict[str, str]) -> tuple[ImageRule, ...]:
+    images = meta.get("images", {}) or {}
+    if not isinstance(images, dict):
+        raise meta.fail("images", "must map image columns to their rules")
+    return tuple(_image_rule(path, column, spec, dtypes) for column, spec in images.items())
+
+
+def _version(path: Path, meta: _Reader) -> int:
+    """The contract's version, which the file's name repeats (`v<version>.yaml`)."""
+    version = meta.positive("version")
+    if path.stem != f"v{version}":
+        raise meta.fail("version", f"is {version} but the file is named {path.name}")
+    return version
 
 
 def _columns(path: Path, schema: dict[str, Any]) -> tuple[dict[str, str], dict[str, bool]]:

@@ -47,22 +47,10 @@ def resolve_link(link: str, files: BatchFiles | Collection[str]) -> Link:
     """Find `link` among `files` (paths relative to the batch, with '/' separators)."""
     if not isinstance(files, BatchFiles):
         files = BatchFiles.of(files)
-    if "\x00" in link:
-        return Link(None, "the link contains a NUL byte")
-    if "\\" in link:
-        return Link(None, "the link uses backslashes; separate folders with '/'")
-    if "://" in link:
-        return Link(None, "the link is a URL; images must be delivered inside the batch")
-    if link.startswith("/") or _DRIVE.match(link):
-        return Link(None, "the link is an absolute path; use a path relative to the batch")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in link):
-        return Link(None, "the link contains invisible or control characters")
+    refused = _refusal(link)
+    if refused is not None:
+        return Link(None, refused)
     relative = link.removeprefix("./")
-    parts = relative.split("/")
-    if ".." in parts:
-        return Link(None, "the link leaves the batch ('..')")
-    if any(part in ("", ".") for part in parts):
-        return Link(None, "the link has an empty or '.' path segment")
     if relative in files.paths:
         return Link(relative, None)
     look_alike = files.by_fold.get(_fold(relative))
@@ -73,6 +61,26 @@ def resolve_link(link: str, files: BatchFiles | Collection[str]) -> Link:
             "are ignored; use the file's exact name",
         )
     return Link(None, f"links to {relative!r}, which is not in the batch", broken=True)
+
+
+def _refusal(link: str) -> str | None:
+    """Why `link` can name no file of any batch, judged from its text alone; None if it can."""
+    if "\x00" in link:
+        return "the link contains a NUL byte"
+    if "\\" in link:
+        return "the link uses backslashes; separate folders with '/'"
+    if "://" in link:
+        return "the link is a URL; images must be delivered inside the batch"
+    if link.startswith("/") or _DRIVE.match(link):
+        return "the link is an absolute path; use a path relative to the batch"
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in link):
+        return "the link contains invisible or control characters"
+    parts = link.removeprefix("./").split("/")
+    if ".." in parts:
+        return "the link leaves the batch ('..')"
+    if any(part in ("", ".") for part in parts):
+        return "the link has an empty or '.' path segment"
+    return None
 
 
 def _fold(text: str) -> str:

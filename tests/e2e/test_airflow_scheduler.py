@@ -44,9 +44,12 @@ def test_a_batch_flows_through_all_three_dags(
     runs = stack.follow_batch("batch-001", timeout=480)
 
     assert runs.data_run["state"] == "success"
-    assert runs.policy_run is not None and runs.policy_run["state"] == "success"
-    assert runs.decision is not None and runs.decision["basis"] == "bootstrap"
-    assert runs.train_run is not None and runs.train_run["state"] == "success"
+    assert runs.policy_run is not None
+    assert runs.policy_run["state"] == "success"
+    assert runs.decision is not None
+    assert runs.decision["basis"] == "bootstrap"
+    assert runs.train_run is not None
+    assert runs.train_run["state"] == "success"
 
     params = load_params(workspace)
     master = pd.read_parquet(params.merge.master_dir)
@@ -56,7 +59,8 @@ def test_a_batch_flows_through_all_three_dags(
 
     client = connect(tracking_uri(params))
     production = resolve_production(client, params.train.model_name, params.train.production_alias)
-    assert production is not None and runs.trained is not None
+    assert production is not None
+    assert runs.trained is not None
     assert production.version == runs.trained["model_version"] == "1"
     assert client.get_run(production.run_id).data.metrics["master_rows"] == 38
 

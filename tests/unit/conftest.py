@@ -1,8 +1,19 @@
-"""Fixtures of the unit tests that talk to a real MLflow SQLite store."""
+"""What every unit test shares: no child processes, no disk flushes, a real MLflow SQLite store.
+
+A unit test is pure: it starts no process (no git, no dvc, no fork), so the whole folder stays
+fast. Every way Python starts one fails the test while it sets up, runs or tears down; a test
+that needs a process belongs in `tests/func`.
+"""
 
 from __future__ import annotations
 
+import _posixsubprocess
+import contextlib
+import os
+import subprocess
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -10,9 +21,76 @@ from mlflow import MlflowClient
 from mainstem.training.registry import connect
 from tests.mlflow_store import copy_store, empty_store
 
+# Everything in the standard library that starts a process ends in one of these: subprocess
+# (run, Popen, os.popen, asyncio) in Popen._execute_child; multiprocessing's fork context, pty
+# and os.spawn* in os.fork or os.forkpty; its spawn and forkserver contexts in fork_exec.
+PROCESS_STARTS: dict[str, tuple[Any, str]] = {
+    "subprocess.Popen": (subprocess.Popen, "_execute_child"),
+    "multiprocessing spawn or forkserver": (_posixsubprocess, "fork_exec"),
+    "os.fork": (os, "fork"),
+    "os.forkpty": (os, "forkpty"),
+    "os.posix_spawn": (os, "posix_spawn"),
+    "os.posix_spawnp": (os, "posix_spawnp"),
+    "os.system": (os, "system"),
+}
 
-@pytest.fixture(scope="module")
+
+def _refuse(name: str) -> Callable[..., Any]:
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail(
+            f"a unit test started a process ({name}); unit tests are pure: "
+            "move this test to tests/func"
+        )
+
+    return refused
+
+
+@contextlib.contextmanager
+def processes_refused() -> Iterator[None]:
+    """Within this block, every start of a process fails the running test."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, (owner, attribute) in PROCESS_STARTS.items():
+            patch.setattr(owner, attribute, _refuse(name))
+        yield
+
+
+# Hook wrappers rather than an autouse fixture, so that the session and module fixtures a unit
+# test sets up are held to the rule too. Pytest calls them for the items of this folder only.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    with processes_refused():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    with processes_refused():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+    with processes_refused():
+        return (yield)
+
+
+@pytest.fixture(autouse=True)
+def no_disk_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes reach the page cache but are never flushed to the disk.
+
+    A unit test checks what is written; whether it survives a crash is for tests/func, which
+    kill real runs. On a virtual disk each fsync costs milliseconds, and a merge fsyncs every part.
+    """
+    monkeypatch.setattr(os, "fsync", _no_flush)
+
+
+def _no_flush(fd: int) -> None:
+    os.fstat(fd)  # a closed or bad descriptor still fails, as it would in fsync
+
+
+@pytest.fixture(scope="session")
 def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow store, made once: creating its schema takes seconds. Tests copy it."""
     return empty_store(tmp_path_factory.mktemp("mlflow-template") / "mlflow.db")
 
 

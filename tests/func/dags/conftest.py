@@ -37,7 +37,7 @@ def dagbag(airflow_db: None, workspace: Path, monkeypatch: pytest.MonkeyPatch) -
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("MAINSTEM_WORKSPACE", str(workspace))
-    yield DagBag(dag_folder=str(ROOT / "dags"))
+    return DagBag(dag_folder=str(ROOT / "dags"))
 
 
 def take_queued(dag_id: str) -> list[dict[str, Any]]:

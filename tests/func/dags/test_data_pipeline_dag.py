@@ -32,7 +32,8 @@ def test_dag_structure(dagbag: Any) -> None:
     order = ["claim", "repro", "push", "record_lineage", "publish", "release"]
     for upstream, downstream in zip(order, [*order[1:], "trigger_retrain_policy"], strict=True):
         assert downstream in dag.get_task(upstream).downstream_task_ids
-    assert dag.doc_md and "CURRENT_MASTER_ROWS" in dag.doc_md
+    assert dag.doc_md
+    assert "CURRENT_MASTER_ROWS" in dag.doc_md
 
 
 def test_good_batch_grows_master_and_publishes_rows(
@@ -63,7 +64,8 @@ def test_rejected_batch_is_quarantined_and_the_next_one_goes_through(
 
     assert str(rejected.state) == "failed"
     states = _states(rejected)
-    assert states["release"] == "failed" and states["trigger_retrain_policy"] == "upstream_failed"
+    assert states["release"] == "failed"
+    assert states["trigger_retrain_policy"] == "upstream_failed"
     (quarantined,) = params.ingest.quarantine_dir.iterdir()
     assert (quarantined / "files" / "batch-001.csv").exists()
     assert json.loads((quarantined / "report.json").read_text())["status"] == "rejected"

@@ -35,8 +35,10 @@ def test_structure(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
     policy = dagbag.dags["retrain_policy_dag"]
     train = dagbag.dags["train_pipeline_dag"]
-    assert policy.schedule is None and train.schedule is None
-    assert policy.max_active_runs == 1 and train.max_active_runs == 1
+    assert policy.schedule is None
+    assert train.schedule is None
+    assert policy.max_active_runs == 1
+    assert train.max_active_runs == 1
     assert "trigger_training" in policy.get_task("should_retrain").downstream_task_ids
     assert train.get_task("train").downstream_task_ids == {"push"}
     assert all(t.pool == "mainstem_workspace" for t in train.tasks)
@@ -54,7 +56,8 @@ def test_batch_policy_training_loop(
     policy_run = dagbag.dags["retrain_policy_dag"].test(run_conf=policy_conf)
     assert str(policy_run.state) == "success"
     decision = _xcom(policy_run, "decide")
-    assert decision["retrain"] and decision["basis"] == "bootstrap"
+    assert decision["retrain"]
+    assert decision["basis"] == "bootstrap"
     (train_conf,) = take_queued("train_pipeline_dag")
     assert train_conf["decision"]["reason"] == decision["reason"]
 
@@ -64,12 +67,14 @@ def test_batch_policy_training_loop(
     production = resolve_production(
         connect(tracking_uri(params)), params.train.model_name, params.train.production_alias
     )
-    assert production is not None and production.version == trained["model_version"] == "1"
+    assert production is not None
+    assert production.version == trained["model_version"] == "1"
     assert trained["master_rows"] == 40
 
     again = dagbag.dags["retrain_policy_dag"].test()
     second = _xcom(again, "decide")
-    assert not second["retrain"] and second["new_rows"] == 0
+    assert not second["retrain"]
+    assert second["new_rows"] == 0
     assert "0 new rows < threshold 20" in second["reason"]
     states = {ti.task_id: str(ti.state) for ti in again.get_task_instances()}
     assert states["trigger_training"] == "skipped"

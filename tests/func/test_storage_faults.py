@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pytest
@@ -33,7 +34,7 @@ from mainstem.flow.batch import process_next_batch, repro_args, run_dvc
 from mainstem.intake.delivery import PROCESSING, READY
 from mainstem.intake.dropfolder import Claimed, claim_batch
 from mainstem.params import Params, load_params
-from tests.e2e.prepared import SECOND, copy_setup, prepare, run_batch, tree
+from tests.func.prepared import SECOND, copy_setup, prepare, run_batch, tree
 
 SHIM_SOURCE = Path(__file__).with_name("fsync_eio.c")
 FAULT_ENV = "MAINSTEM_FAULT_FSYNC_EIO"
@@ -64,6 +65,12 @@ def immutable() -> Iterator[Callable[[Path], None]]:
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
+def _write_until_it_fails(handle: BinaryIO) -> None:
+    while True:
+        handle.write(b"\0" * 65536)
+        handle.flush()
+
+
 class SmallDisk:
     """A tmpfs mounted over a folder, holding what the folder held, with little room to spare."""
 
@@ -87,13 +94,10 @@ class SmallDisk:
 
     def fill(self) -> None:
         """Take every free byte."""
-        with open(self.folder / "filler", "wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 65536)
-                    handle.flush()
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
+        no_space = pytest.raises(OSError, match=os.strerror(errno.ENOSPC))
+        with open(self.folder / "filler", "wb") as handle, no_space as full:
+            _write_until_it_fails(handle)
+        assert full.value.errno == errno.ENOSPC
 
     def grow(self) -> None:
         """Free the space: remove the filler and make the file system large."""
@@ -236,7 +240,8 @@ def test_eio_on_fsync_of_the_new_master_fails_with_a_message_and_the_next_run_re
     )
 
     assert failed.returncode == 1
-    assert "merge: error:" in failed.stderr and "I/O error" in failed.stderr
+    assert "merge: error:" in failed.stderr
+    assert "I/O error" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert tree(params.merge.master_dir) == master_before
     assert (params.ingest.incoming_dir / PROCESSING).exists()
@@ -258,6 +263,7 @@ def test_eio_in_preflight_claims_nothing(workspace: Path, eio_shim: Path) -> Non
     )
 
     assert failed.returncode == 1
-    assert "preflight: cannot write" in failed.stderr and "I/O error" in failed.stderr
+    assert "preflight: cannot write" in failed.stderr
+    assert "I/O error" in failed.stderr
     assert "Traceback" not in failed.stderr
     _assert_waiting(params)

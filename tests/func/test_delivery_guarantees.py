@@ -26,7 +26,7 @@ from mainstem.intake.ingest import list_raw_batches
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import Params, load_params
-from tests.e2e.prepared import SECOND, copy_setup, prepare, run_batch, tree
+from tests.func.prepared import SECOND, copy_setup, prepare, run_batch, tree
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def test_same_content_under_another_name_is_a_duplicate_that_leaves_the_master_u
     with caplog.at_level(logging.WARNING, logger="mainstem.intake.dropfolder"):
         run = process_next_batch(workspace)
 
-    assert isinstance(run.claim, Claimed) and run.claim.duplicate
+    assert isinstance(run.claim, Claimed)
+    assert run.claim.duplicate
     assert run.claim.batch_id == first.batch_id
     assert f"is a duplicate of batch {first.batch_id}" in caplog.text
     assert tree(params.merge.master_dir) == master
@@ -89,7 +90,8 @@ def test_same_name_with_new_content_is_applied_as_new_data(workspace: Path, tmp_
 
     run = process_next_batch(workspace)
 
-    assert isinstance(run.claim, Claimed) and not run.claim.duplicate
+    assert isinstance(run.claim, Claimed)
+    assert not run.claim.duplicate
     ids = set(pd.read_parquet(params.merge.master_dir)["item_id"])
     assert {20, 21} <= ids
     assert [raw.name for raw in list_raw_batches(params.ingest.raw_dir)][-2:] == [

@@ -43,10 +43,12 @@ def test_three_batches_one_bad(workspace: Path, deliver: Deliver) -> None:
     # batch 1 keeps ids 1..39 but 2, 5, 8 (bad rows) and loses 40 (bad image): 36 rows;
     # batch 3 updates 31..39 and adds 40..60: 21 more
     assert len(master) == 36 + 21
-    assert master["item_id"].is_unique and master["item_id"].is_monotonic_increasing
+    assert master["item_id"].is_unique
+    assert master["item_id"].is_monotonic_increasing
     metrics = json.loads(params.merge.metrics_file.read_text())
     assert metrics["master_rows"] == 57
-    assert metrics["batches_merged"] == 2 and metrics["batches_rejected"] == 1
+    assert metrics["batches_merged"] == 2
+    assert metrics["batches_rejected"] == 1
 
     bad = runs[1].claim
     assert isinstance(bad, Claimed)
@@ -121,7 +123,8 @@ def test_stricter_contract_accepts_fewer_rows_in_an_experiment(
             if p.is_dir() and p.name != "images"
         ),
     )
-    assert report is not None and report["contract"] == "produce/v2"
+    assert report is not None
+    assert report["contract"] == "produce/v2"
 
 
 def test_stage_error_is_a_message_not_a_traceback(workspace: Path) -> None:

@@ -82,7 +82,8 @@ def test_racing_claimants_of_a_ready_batch_exactly_one_wins(tmp_path: Path, roun
     assert len(winners) == 1, results
     assert sorted(kind for _r, kind, _x in results) == ["Claimed"] + ["Idle"] * (CLAIMANTS - 1)
     holder = lock.read_owner(params.incoming_dir)
-    assert holder is not None and holder.run_id == winners[0]
+    assert holder is not None
+    assert holder.run_id == winners[0]
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
@@ -106,7 +107,8 @@ def test_racing_recoveries_of_a_dead_holders_lock_exactly_one_wins(
     assert len(winners) == 1, results
     assert winners[0][1] is True
     holder = lock.read_owner(params.incoming_dir)
-    assert holder is not None and holder.run_id == winners[0][0]
+    assert holder is not None
+    assert holder.run_id == winners[0][0]
 
 
 def _slow_rescuer(params: IngestParams, paused: Connection, done: Barrier, out: Connection) -> None:

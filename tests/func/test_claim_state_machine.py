@@ -215,7 +215,8 @@ class DropFolderMachine(RuleBasedStateMachine):
         assert len(holders) <= 1
         if holders:
             owner = lock.read_owner(self.params.incoming_dir)
-            assert owner is not None and owner.run_id == holders[0].run_id
+            assert owner is not None
+            assert owner.run_id == holders[0].run_id
 
     @invariant()
     def no_delivered_batch_is_lost(self) -> None:

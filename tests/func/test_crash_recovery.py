@@ -41,7 +41,7 @@ from mainstem import crashpoints
 from mainstem.commands import dvc, git
 from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
-from tests.e2e.prepared import REJECTED, SECOND, copy_setup, prepare, run_batch, tree
+from tests.func.prepared import REJECTED, SECOND, copy_setup, prepare, run_batch, tree
 
 PARALLEL_CASES = 2
 

@@ -31,7 +31,8 @@ def test_stop_ends_the_process_and_its_children(group: subprocess.Popen[bytes]) 
     [child] = psutil.Process(group.pid).children()
     assert record.alive()
     record.stop(grace=5)
-    assert not record.alive() and group.poll() is not None
+    assert not record.alive()
+    assert group.poll() is not None
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
 
 

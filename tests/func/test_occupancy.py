@@ -104,7 +104,8 @@ def test_components_of_a_live_launcher_are_left_running(
         MainstemError, match=f"running under process {launcher.pid} \\(scheduler\\)"
     ):
         stop_orphans(tmp_path)
-    assert component.poll() is None and (tmp_path / RECORD_FILE).exists()
+    assert component.poll() is None
+    assert (tmp_path / RECORD_FILE).exists()
 
 
 def test_the_demo_keeps_a_folder_in_use_and_clears_left_overs(
@@ -131,7 +132,8 @@ def test_the_demo_keeps_a_folder_in_use_and_clears_left_overs(
     out = io.StringIO()
     clear_base(base, out)
     assert "interrupted demo left running: scheduler" in out.getvalue()
-    assert orphan.poll() is not None and not base.exists()
+    assert orphan.poll() is not None
+    assert not base.exists()
 
 
 @pytest.fixture
@@ -148,7 +150,8 @@ def test_airflow_on_a_taken_port_says_so_and_starts_nothing(
     stack = AirflowStack(tmp_path / "workspace", tmp_path / "airflow", port=taken_port)
     with pytest.raises(MainstemError, match=f"port {taken_port} on 127.0.0.1 is taken"):
         stack.start()
-    assert stack.processes == {} and not (tmp_path / "airflow").exists()
+    assert stack.processes == {}
+    assert not (tmp_path / "airflow").exists()
 
 
 def test_make_airflow_reports_a_taken_port_in_one_line(tmp_path: Path, taken_port: int) -> None:

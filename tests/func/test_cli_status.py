@@ -34,7 +34,8 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         main(argv)
     assert exited.value.code == 1
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("\n") == 1
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
     return err
 
 
@@ -80,20 +81,25 @@ def test_status_shows_the_batches_the_waiting_delivery_and_the_lock_holder(
 
     shown = status(workspace, capsys)
     waiting = shown["incoming"]
-    assert waiting["files"] == 6 and waiting["manifest"] and not waiting["ready"]
+    assert waiting["files"] == 6
+    assert waiting["manifest"]
+    assert not waiting["ready"]
     held = waiting["lock"]
     assert (held["run_id"], held["pid"], held["batch_id"]) == ("run-42", os.getpid(), "b2")
-    assert held["owner_alive"] is True and held["state"] == "live"
+    assert held["owner_alive"] is True
+    assert held["state"] == "live"
     [batch] = shown["batches"]
     assert (batch["batch_id"], batch["sequence"], batch["name"]) == (batch_id, 1, "batch-001")
-    assert batch["outcome"] == "accepted" and batch["merged"]
+    assert batch["outcome"] == "accepted"
+    assert batch["merged"]
     assert (batch["rows_in"], batch["rows_accepted"], batch["rows_rejected"]) == (20, 17, 3)
     assert Path(batch["report"]).is_file()
     assert shown["master_rows"]["rows"] == 17
 
     main(["status", "--workspace", str(workspace), "--no-airflow"])
     text = capsys.readouterr().out
-    assert "lock: held by run run-42" in text and "for batch b2" in text
+    assert "lock: held by run run-42" in text
+    assert "for batch b2" in text
     assert f"#1 {batch_id} (batch-001): accepted, 17 of 20 rows accepted" in text
     assert "master_rows: 17 (DVC metrics metrics/master.json)" in text
 
@@ -109,7 +115,8 @@ def test_status_lists_a_delivery_refused_at_the_drop_folder(
     assert not isinstance(process_next_batch(workspace).claim, Claimed)
 
     [batch] = status(workspace, capsys)["batches"]
-    assert batch["outcome"] == "refused at the claim" and batch["sequence"] is None
+    assert batch["outcome"] == "refused at the claim"
+    assert batch["sequence"] is None
     assert any("symlink" in reason for reason in batch["reasons"])
     err = fails(["report", batch["batch_id"][:6], "--workspace", str(workspace)], capsys)
     assert "refused at the drop folder, before validation" in err
@@ -121,7 +128,8 @@ def test_status_shows_the_last_recorded_decision(
     decision = {"retrain": True, "reason": "bootstrap: 450 rows >= threshold 400"}
     record_decision(load_params(workspace), decision, "retrain_policy_dag", "2026-11-27T12:00:00")
     shown = status(workspace, capsys)["last_decision"]
-    assert shown["decision"] == decision and shown["decided_by"] == "retrain_policy_dag"
+    assert shown["decision"] == decision
+    assert shown["decided_by"] == "retrain_policy_dag"
     main(["status", "--workspace", str(workspace), "--no-airflow"])
     assert "last retrain decision: RETRAIN - bootstrap: 450 rows" in capsys.readouterr().out
 
@@ -133,7 +141,8 @@ def test_the_threshold_comes_from_the_airflow_variable_when_set(workspace: Path)
         "source": "Airflow Variable RETRAIN_THRESHOLD_ROWS",
     }
     unset = threshold(params, {"RETRAIN_THRESHOLD_ROWS": None})
-    assert unset["value"] == 400 and "is not set" in unset["source"]
+    assert unset["value"] == 400
+    assert "is not set" in unset["source"]
 
 
 def test_report_finds_the_page_by_id_prefix_or_name(
@@ -172,7 +181,9 @@ def test_every_verb_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         return found
 
     commands = verbs(build_parser(), [])
-    assert ["status"] in commands and ["report"] in commands and ["stack", "down"] in commands
+    assert ["status"] in commands
+    assert ["report"] in commands
+    assert ["stack", "down"] in commands
     for command in commands:
         with pytest.raises(SystemExit) as exited:
             main([*command, "--help"])
@@ -184,4 +195,5 @@ def test_a_missing_workspace_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     err = fails(["status", "--workspace", str(tmp_path / "nowhere"), "--no-airflow"], capsys)
-    assert err.startswith("mainstem: error:") and "params.yaml not found" in err
+    assert err.startswith("mainstem: error:")
+    assert "params.yaml not found" in err
