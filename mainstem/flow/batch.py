@@ -35,7 +35,7 @@ from mainstem.intake.dropfolder import read_ticket as read_claim_ticket
 from mainstem.intake.lock import LockOwner
 from mainstem.intake.preflight import preflight
 from mainstem.master.metrics import master_rows as tracked_master_rows
-from mainstem.params import Params
+from mainstem.params import IngestParams, Params
 from mainstem.validation.layout import read_report
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,9 @@ def run_dvc(root: Path, args: list[str], batch_id: str) -> str:
     return completed.stdout
 
 
-def batch_report(params: Params, batch_id: str) -> dict[str, Any]:
+def batch_report(validated_dir: Path, batch_id: str) -> dict[str, Any]:
     """The batch's validation report; a LookupError if validate has not produced one."""
-    report = read_report(params.validate.validated_dir, batch_id)
+    report = read_report(validated_dir, batch_id)
     if report is None:
         raise LookupError(f"batch {batch_id} has no validation report; did `dvc repro` run?")
     return report
@@ -117,8 +117,9 @@ def master_rows(params: Params) -> int:
     return tracked_master_rows(params.root, params.merge.metrics_file)
 
 
-def claimed_batch_id(params: Params) -> str:
-    batch_id = read_claim_ticket(params.ingest).get("batch_id")
+def claimed_batch_id(ingest: IngestParams) -> str:
+    """The id of the batch the claim ticket names; a LookupError when nothing is claimed."""
+    batch_id = read_claim_ticket(ingest).get("batch_id")
     if not batch_id:
         raise LookupError("no batch is claimed")
     return str(batch_id)
@@ -135,7 +136,7 @@ def record_batch(params: Params, batch_id: str, duplicate: bool | None = None) -
         duplicate = current and bool(ticket.get("duplicate_of"))
     delivered_as = str(ticket["name"]) if current and ticket.get("name") else None
     rows = master_rows(params)
-    report = batch_report(params, batch_id)
+    report = batch_report(params.validate.validated_dir, batch_id)
     message = BatchRecord.from_report(report, rows, duplicate, delivered_as).message()
     return record(params.root, lineage_paths(params), message)
 
@@ -147,7 +148,7 @@ def release_claimed(
 
     With `owner`, the lock is dropped only while that claim still holds it.
     """
-    report = batch_report(params, batch_id)
+    report = batch_report(params.validate.validated_dir, batch_id)
     release_batch(params.ingest, report if report["status"] == "rejected" else None, owner)
     return report
 
@@ -179,13 +180,13 @@ def repro(run: FlowRun, state: StepState) -> StepState:
     """`dvc repro merge`, after clearing what a killed run may have left half-built."""
     params = run.params
     clear_leftovers(params)
-    run_dvc(run.root, repro_args(), claimed_batch_id(params))
+    run_dvc(run.root, repro_args(), claimed_batch_id(params.ingest))
     return {}
 
 
 def push(run: FlowRun, state: StepState) -> StepState:
     """`dvc push` to the workspace's default remote; skipped when none is configured."""
-    batch_id = claimed_batch_id(run.params)
+    batch_id = claimed_batch_id(run.params.ingest)
     push_outputs(run.root, lambda args: run_dvc(run.root, args, batch_id))
     return {}
 
@@ -193,7 +194,7 @@ def push(run: FlowRun, state: StepState) -> StepState:
 def record_lineage(run: FlowRun, state: StepState) -> StepState:
     """One git commit with `dvc.lock`, the claim ticket and the metrics."""
     params = run.params
-    batch_id = claimed_batch_id(params)
+    batch_id = claimed_batch_id(params.ingest)
     duplicate = state.get("duplicate")
     commit = record_batch(params, batch_id, None if duplicate is None else bool(duplicate))
     run.seen["commit"] = commit
@@ -217,7 +218,7 @@ def release(run: FlowRun, state: StepState) -> StepState:
     The lock is dropped only while this run's claim still holds it.
     """
     params = run.params
-    batch_id = claimed_batch_id(params)
+    batch_id = claimed_batch_id(params.ingest)
     report = release_claimed(params, batch_id, run.owner)
     run.seen["report"] = report
     if report["status"] == "rejected":

@@ -43,18 +43,18 @@ class FlowRun:
         return load_params(self.root)
 
 
-def own_lock(params: Params, owner_id: str) -> lock.LockOwner:
-    """This run's lock as it stands; a LockError if the run lost it."""
-    holder = lock.read_owner(params.ingest.incoming_dir)
+def own_lock(incoming: Path, owner_id: str) -> lock.LockOwner:
+    """This run's lock on the drop folder `incoming` as it stands; a LockError if it lost it."""
+    holder = lock.read_owner(incoming)
     if holder is None or holder.run_id != owner_id:
         held_by = holder.describe() if holder else "nobody"
         raise LockError(f"run {owner_id} no longer holds the batch lock (held by {held_by})")
     return holder
 
 
-def hold_lock(params: Params, owner_id: str) -> lock.LockOwner:
+def hold_lock(incoming: Path, owner_id: str) -> lock.LockOwner:
     """Prove this run still owns the lock and renew it with the current process as holder."""
-    return lock.heartbeat(params.ingest.incoming_dir, own_lock(params, owner_id), time.time())
+    return lock.heartbeat(incoming, own_lock(incoming, owner_id), time.time())
 
 
 def remote_configured(root: Path) -> bool:
@@ -68,7 +68,7 @@ def run_step(flow: Flow, name: str, run: FlowRun, state: StepState) -> StepState
     """Run one step of `flow`; the state with its output merged in, or None to end the path."""
     step = flow.step(name)
     if step.holds_lock:
-        run.owner = hold_lock(run.params, run.owner_id)
+        run.owner = hold_lock(run.params.ingest.incoming_dir, run.owner_id)
     output = step.function()(run, state)
     if output is None:
         return None
