@@ -21,9 +21,10 @@ from mainstem.intake.ingest import RawBatch
 from mainstem.progress import enabled as progress_enabled
 from mainstem.progress import progress
 from mainstem.validation.contract import Contract
+from mainstem.validation.excerpts import shown
 from mainstem.validation.images import ImageOutcome, ImageRule, canonicalize_many
 from mainstem.validation.links import BatchFiles, resolve_link
-from mainstem.validation.rows import FailureCase, RowCheck, check_rows, shown
+from mainstem.validation.rows import FailureCase, RowCheck, check_rows
 from mainstem.validation.tables import SOURCE, empty_frame, read_table
 
 REASONS = "_reasons"
@@ -49,6 +50,22 @@ class ImageReport:
             "source": self.outcome.source,
             "note": self.outcome.note,
         }
+
+
+@dataclass
+class _Tables:
+    """The batch's tables read into one text frame, and what reading them found.
+
+    `known` holds the reasons of rows that are malformed already; `cut` the (row, column) cells
+    too long to keep whole; `unusable_rows` counts the data rows of files rejected whole.
+    """
+
+    frame: pd.DataFrame
+    known: dict[int, list[str]] = field(default_factory=dict)
+    cut: set[tuple[int, str]] = field(default_factory=set)
+    failures: list[FailureCase] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    unusable_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,8 +139,9 @@ class BatchResult:
 
 def validate_batch(raw: RawBatch, contract: Contract, workers: int = 0) -> BatchResult:
     """Check every row and linked image of `raw` against `contract`."""
-    frame, known, failures, problems, unusable_rows = _read_tables(raw, contract)
-    check = check_rows(frame, contract, known)
+    tables = _read_tables(raw, contract)
+    frame, failures, problems = tables.frame, tables.failures, tables.problems
+    check = check_rows(frame, contract, tables.known, frozenset(tables.cut))
     failures.extend(check.failures)
     problems.extend(check.problems)
     findings = _Findings(raw, contract, check, frame[SOURCE].tolist(), failures, problems)
@@ -156,7 +174,7 @@ def validate_batch(raw: RawBatch, contract: Contract, workers: int = 0) -> Batch
         name=raw.name,
         contract=contract.ref,
         problems=problems,
-        rows_in=len(frame) + unusable_rows,
+        rows_in=len(frame) + tables.unusable_rows,
         accepted=accepted,
         rejected=_rejected(frame, check, rejected_rows, problems),
         failures=failures,
@@ -166,34 +184,35 @@ def validate_batch(raw: RawBatch, contract: Contract, workers: int = 0) -> Batch
     )
 
 
-def _read_tables(
-    raw: RawBatch, contract: Contract
-) -> tuple[pd.DataFrame, dict[int, list[str]], list[FailureCase], list[str], int]:
+def _read_tables(raw: RawBatch, contract: Contract) -> _Tables:
     frames: list[pd.DataFrame] = []
-    unusable_rows = 0
-    known: dict[int, list[str]] = {}
-    failures: list[FailureCase] = []
-    problems: list[str] = []
+    tables = _Tables(empty_frame(contract))
     offset = 0
     for table in raw.tables:
         read = read_table(table.path, raw.file_path(table.path).read_bytes(), contract)
-        problems.extend(read.problems)
-        unusable_rows += read.unusable_rows
+        tables.problems.extend(read.problems)
+        tables.unusable_rows += read.unusable_rows
         for index, reasons in read.row_reasons.items():
-            known[offset + index] = list(reasons)
+            tables.known[offset + index] = list(reasons)
             source = read.frame[SOURCE].iat[index]
-            failures.extend(FailureCase("", "row shape", reason, source) for reason in reasons)
+            tables.failures.extend(
+                FailureCase("", "row shape", reason, source) for reason in reasons
+            )
+        tables.cut.update((offset + index, column) for index, column in read.cut)
         frames.append(read.frame)
         offset += len(read.frame)
     if not raw.tables:
-        problems.append("the batch holds no CSV or Parquet file")
-    elif not problems and not offset:
+        tables.problems.append("the batch holds no CSV or Parquet file")
+    elif not tables.problems and not offset:
         # An empty delivery is more likely a failed export than news; say so instead of
         # recording an accepted batch that changed nothing.
-        problems.append("the batch's tables hold no data rows, only headers; deliver the rows")
+        tables.problems.append(
+            "the batch's tables hold no data rows, only headers; deliver the rows"
+        )
     non_empty = [f for f in frames if not f.empty]
-    frame = pd.concat(non_empty, ignore_index=True) if non_empty else empty_frame(contract)
-    return frame, known, failures, problems, unusable_rows
+    if non_empty:
+        tables.frame = pd.concat(non_empty, ignore_index=True)
+    return tables
 
 
 def _resolve_links(found: _Findings) -> dict[str, dict[int, str]]:
@@ -203,10 +222,10 @@ def _resolve_links(found: _Findings) -> dict[str, dict[int, str]]:
     for rule in found.contract.images:
         resolved[rule.column] = {}
         for index, value in found.check.typed[rule.column].items():
-            if value is None or pd.isna(value):
-                continue
-            link = resolve_link(str(value), files)
             row = int(str(index))
+            if value is None or pd.isna(value) or (row, rule.column) in found.check.unconverted:
+                continue  # no link, or a cell cut short that its row is rejected for already
+            link = resolve_link(str(value), files)
             if link.path is not None:
                 resolved[rule.column][row] = link.path
                 continue

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +44,15 @@ _MAGIC = (
     (b"PK\x03\x04", "a ZIP archive"),
     (b"<svg", "SVG"),
     (b"<?xml", "XML/SVG"),
+)
+# What a decoder's message says was damaged, in the producer's words; the first clue found wins.
+_DAMAGE = (
+    ("checksum", "a checksum does not match its data"),
+    ("crc", "a checksum does not match its data"),
+    ("palette", "its colour palette is broken"),
+    ("dimensions", "its width and height are missing or invalid"),
+    ("broken data stream", "its compressed pixel data is damaged"),
+    ("chunk", "a chunk of its data is damaged"),
 )
 _WHITE = (255, 255, 255)
 _INLINE_BELOW = 16
@@ -92,6 +102,8 @@ class ImageOutcome:
 
 def sniff(data: bytes) -> str | None:
     head = data[:16].lstrip()
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WEBP"
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
 
 
@@ -113,15 +125,22 @@ def canonicalize(data: bytes, rule: ImageRule, filename: str = "") -> ImageOutco
                 "pixels (the contract's max_pixels); deliver a smaller image"
             )
         except UnidentifiedImageError:
-            kind = sniff(data)
-            allowed = ", ".join(rule.formats)
-            if kind:
-                return ImageOutcome(f"the file is {kind}; allowed formats are {allowed}")
-            return ImageOutcome(f"not an image in an allowed format ({allowed})")
+            return ImageOutcome(_unidentified(data, rule))
         except MemoryError:
             return ImageOutcome("the image needs more memory to decode than is available")
         except Exception as exc:
-            return ImageOutcome(_decode_failure(exc))
+            return ImageOutcome(_decode_failure(exc, sniff(data)))
+
+
+def _unidentified(data: bytes, rule: ImageRule) -> str:
+    """Why Pillow could not open the file: another format, or an allowed one that is broken."""
+    kind = sniff(data)
+    allowed = ", ".join(rule.formats)
+    if kind in rule.formats:
+        return _corrupt(kind, "its header cannot be read", "corrupt or truncated")
+    if kind:
+        return f"the file is {kind}; allowed formats are {allowed}"
+    return f"not an image in an allowed format ({allowed})"
 
 
 def _check_png_structure(data: bytes, rule: ImageRule) -> None:
@@ -136,24 +155,27 @@ def _check_png_structure(data: bytes, rule: ImageRule) -> None:
         im.verify()
 
 
-def _decode_failure(exc: Exception) -> str:
+def _decode_failure(exc: Exception, kind: str | None) -> str:
     """A reason a producer can act on, from whatever the decoder raised.
 
-    Pillow signals truncation and oversized text chunks with plain OSError, SyntaxError and
-    ValueError, so their messages are the only way to tell these cases apart.
+    Pillow signals truncation, damage and oversized text chunks with plain OSError, SyntaxError
+    and ValueError, so their messages are the only way to tell these cases apart. The message
+    itself never reaches the reason: it names the decoder's internals, not what to fix.
     """
-    text = str(exc)
-    if isinstance(exc, EOFError) or "truncated" in text.lower():
+    text = str(exc).lower()
+    if isinstance(exc, EOFError) or "truncated" in text:
         return "the image file is truncated (its data ends early); deliver the complete file"
-    if isinstance(exc, ValueError) and "MAX_TEXT_" in text:
+    if isinstance(exc, ValueError) and "max_text_" in text:
         return (
             "refused as a decompression bomb: its PNG text chunks expand beyond the safe limit; "
             "strip the metadata and deliver it again"
         )
-    return (
-        f"the image data is corrupt and cannot be decoded ({type(exc).__name__}: {text}); "
-        "re-export the image"
-    )
+    detail = next((said for clue, said in _DAMAGE if clue in text), "its data cannot be decoded")
+    return _corrupt(kind, detail)
+
+
+def _corrupt(kind: str | None, detail: str, state: str = "corrupt") -> str:
+    return f"the file is a {state} {kind or 'image'} ({detail}); re-export the image"
 
 
 def _canonicalize(data: bytes, rule: ImageRule, filename: str) -> ImageOutcome:
@@ -187,13 +209,28 @@ def _canonicalize(data: bytes, rule: ImageRule, filename: str) -> ImageOutcome:
         if im.format == "JPEG":
             im.draft("RGB" if rule.mode != "L" else "L", (side, side))
         im.load()
-        canonical = _fit(_to_mode(ImageOps.exif_transpose(im), rule.mode), rule)
+        upright = _upright(im)
+        if upright is None:
+            return ImageOutcome(_corrupt(im.format, "its EXIF metadata is damaged"), source=source)
+        canonical = _fit(_to_mode(upright, rule.mode), rule)
         note = _extension_note(filename, im.format)
     buffer = io.BytesIO()
     canonical.save(buffer, format=rule.format, **_ENCODE[rule.format])
     encoded = buffer.getvalue()
     digest = hashlib.sha256(encoded).hexdigest()
     return ImageOutcome(None, encoded, digest, rule.extension, source, note)
+
+
+def _upright(im: Image.Image) -> Image.Image | None:
+    """The image turned as its EXIF orientation says, or None when its EXIF cannot be read.
+
+    Pillow rewrites the EXIF block while turning the image, and a tag of the wrong type (a
+    resolution given as text, say) fails there with whatever Python raised.
+    """
+    try:
+        return ImageOps.exif_transpose(im)
+    except (ValueError, TypeError, KeyError, IndexError, SyntaxError, struct.error):
+        return None
 
 
 def _extension_note(filename: str, fmt: str | None) -> str | None:
@@ -244,7 +281,7 @@ def canonicalize_file(path: str, rule: ImageRule, filename: str) -> ImageOutcome
         with open(path, "rb") as handle:
             data = handle.read(rule.max_bytes + 1)
     except OSError as exc:
-        return ImageOutcome(f"the image cannot be read: {exc.strerror or exc}")
+        return ImageOutcome(f"the image cannot be read: {exc.strerror or 'the read failed'}")
     return canonicalize(data, rule, filename)
 
 

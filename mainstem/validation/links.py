@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from mainstem.validation.excerpts import quoted
+
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -57,10 +59,10 @@ def resolve_link(link: str, files: BatchFiles | Collection[str]) -> Link:
     if look_alike is not None:
         return Link(
             None,
-            f"the link matches {look_alike!r} only if case and Unicode normalisation "
+            f"the link matches {quoted(look_alike)} only if case and Unicode normalisation "
             "are ignored; use the file's exact name",
         )
-    return Link(None, f"links to {relative!r}, which is not in the batch", broken=True)
+    return Link(None, f"links to {quoted(relative)}, which is not in the batch", broken=True)
 
 
 def _refusal(link: str) -> str | None:

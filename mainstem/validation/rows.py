@@ -16,6 +16,7 @@ import pandas as pd
 import pandera.errors as pe
 
 from mainstem.validation.contract import Contract
+from mainstem.validation.excerpts import shown
 from mainstem.validation.tables import SOURCE
 
 _NULL_TOKENS = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None"})
@@ -58,11 +59,6 @@ class RowCheck:
         self.unconverted.add((index, column))
 
 
-def shown(value: object, limit: int = 80) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
-
-
 def is_missing(values: pd.Series) -> pd.Series:
     """Cells of a non-text column that hold no value: None, blank, or a token such as NA or NaN."""
     stripped = values.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
@@ -100,11 +96,24 @@ def coerce(values: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series, str]:
     return typed, bad, "a date YYYY-MM-DD[THH:MM[:SS]] between 1677-09-22 and 2262-04-11"
 
 
-def check_rows(frame: pd.DataFrame, contract: Contract, known: dict[int, list[str]]) -> RowCheck:
-    """Convert, check and key-check every row; collect each row's reasons."""
+def check_rows(
+    frame: pd.DataFrame,
+    contract: Contract,
+    known: dict[int, list[str]],
+    cut: frozenset[tuple[int, str]] = frozenset(),
+) -> RowCheck:
+    """Convert, check and key-check every row; collect each row's reasons.
+
+    `cut` names the (row, column) cells the reader cut short: their rows are rejected already
+    (in `known`), and nothing more is checked on a value that is not the one delivered.
+    """
     frame = frame.reset_index(drop=True)
     sources = frame[SOURCE].tolist() if SOURCE in frame else [""] * len(frame)
-    check = RowCheck(pd.DataFrame(index=frame.index), {i: list(r) for i, r in known.items()})
+    check = RowCheck(
+        pd.DataFrame(index=frame.index),
+        {i: list(r) for i, r in known.items()},
+        unconverted=set(cut),
+    )
     check.typed = pd.DataFrame(
         {
             column: _convert(check, frame[column], dtype, sources)
@@ -122,6 +131,8 @@ def _convert(check: RowCheck, values: pd.Series, dtype: str, sources: list[str])
     column = str(values.name)
     typed, bad, expected = coerce(values, dtype)
     for index in np.flatnonzero(bad.to_numpy()):
+        if (int(index), column) in check.unconverted:
+            continue  # cut short by the reader, and rejected for that already
         value = shown(values.iat[index])
         check.reject(int(index), column, f"{value!r} is not {expected}")
         check.failures.append(FailureCase(column, f"type {dtype}", value, sources[index]))

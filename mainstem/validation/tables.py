@@ -2,10 +2,11 @@
 
 In: a file's name and bytes, and the contract. Out: a TableRead whose frame has one text column per
 contract column (None for an empty cell) plus `_source` ("file.csv:line 7"), the rows that are bad
-already (ragged, oversized cells) with their reasons, and the problems that make the whole file
-unusable (undecodable text, missing or unexpected columns, an unreadable Parquet file, more rows
-than the contract's max_rows, counted from a Parquet footer before any data is decoded). Values
-are converted to their declared types later, in one place, whatever format they came in.
+already (ragged, oversized cells) with their reasons, the cells cut short, and the problems that
+make the whole file unusable (undecodable text, missing or unexpected columns, an unreadable
+Parquet file, more rows than the contract's max_rows, counted from a Parquet footer before any data
+is decoded). The data rows of a file rejected whole are still counted, for the report's rows_in.
+Values are converted to their declared types later, in one place, whatever format they came in.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class TableRead:
     row_reasons: dict[int, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     unusable_rows: int = 0  # data rows of a file rejected whole, counted for the report
+    cut: set[tuple[int, str]] = field(default_factory=set)  # (row, column) cells cut to the limit
 
 
 def empty_frame(contract: Contract) -> pd.DataFrame:
@@ -65,8 +67,8 @@ def read_table(name: str, data: bytes, contract: Contract) -> TableRead:
     return _read_parquet(name, data, contract)
 
 
-def _unusable(contract: Contract, problem: str) -> TableRead:
-    return TableRead(empty_frame(contract), problems=[problem])
+def _unusable(contract: Contract, problem: str, rows: int = 0) -> TableRead:
+    return TableRead(empty_frame(contract), problems=[problem], unusable_rows=rows)
 
 
 def _header_problems(name: str, header: list[str], contract: Contract) -> list[str]:
@@ -127,9 +129,10 @@ def _decode(name: str, data: bytes, encoding: str) -> tuple[str | None, str | No
 
 def _read_csv(name: str, data: bytes, contract: Contract) -> TableRead:
     text, problem = _decode(name, data, contract.csv_encoding)
-    if text is None:
-        return _unusable(contract, problem or f"{name}: cannot be decoded")
     csv.field_size_limit(_CSV_FIELD_LIMIT)
+    if text is None:
+        rows = _count_records(_lenient_text(data, contract.csv_encoding), contract)
+        return _unusable(contract, problem or f"{name}: cannot be decoded", rows)
     reader = csv.reader(
         io.StringIO(text, newline=""), delimiter=contract.csv_delimiter, strict=True
     )
@@ -139,7 +142,32 @@ def _read_csv(name: str, data: bytes, contract: Contract) -> TableRead:
         return _unusable(
             contract,
             f"{name}: malformed CSV near line {reader.line_num}: {exc}; check the quoting there",
+            _count_records(text, contract),
         )
+
+
+def _lenient_text(data: bytes, encoding: str) -> str:
+    """Text that is not valid in `encoding`, with each bad byte replaced, for counting its rows.
+
+    Delimiters, quotes and line ends are ASCII, so replacing the bytes that do not decode leaves
+    the records where the producer put them. A UTF-16 or UTF-32 file is read as what its byte
+    order mark says it is.
+    """
+    other = next((kind for bom, kind in _OTHER_BOMS if data.startswith(bom)), None)
+    try:
+        return data.decode(other or encoding, errors="replace")
+    except LookupError:  # the contract's encoding is unknown: reported as its own problem
+        return data.decode("utf-8", errors="replace")
+
+
+def _count_records(text: str, contract: Contract) -> int:
+    """The data rows of a file rejected whole, read leniently: the report's rows_in counts them."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=contract.csv_delimiter)
+    try:
+        next(reader, None)  # the header
+    except csv.Error:
+        return 0
+    return _count(reader)
 
 
 def _parse_csv(name: str, reader: CsvReader, contract: Contract) -> TableRead:
@@ -152,6 +180,7 @@ def _parse_csv(name: str, reader: CsvReader, contract: Contract) -> TableRead:
     records: list[list[str | None]] = []
     sources: list[str] = []
     reasons: dict[int, list[str]] = {}
+    cut: set[tuple[int, str]] = set()
     start = reader.line_num + 1
     for record in reader:
         line, start = start, reader.line_num + 1  # a quoted field may span several lines
@@ -159,16 +188,17 @@ def _parse_csv(name: str, reader: CsvReader, contract: Contract) -> TableRead:
             continue
         if len(records) == contract.max_rows:
             return _too_many_rows(name, contract, len(records) + 1 + _count(reader))
-        row_reasons = _row_shape(record, len(header), contract.max_cell_chars, header)
+        row_reasons, long = _row_shape(record, len(header), contract.max_cell_chars, header)
         if row_reasons:
             reasons[len(records)] = row_reasons
+        cut.update((len(records), column) for column in long)
         padded = (list(record) + [""] * len(header))[: len(header)]
         records.append([_cell(value, contract.max_cell_chars) for value in padded])
         sources.append(f"{name}:line {line}")
     frame = pd.DataFrame(records, columns=header, dtype=object)
     frame = frame[contract.columns]
     frame[SOURCE] = sources
-    return TableRead(frame, reasons)
+    return TableRead(frame, reasons, cut=cut)
 
 
 def _count(reader: CsvReader) -> int:
@@ -190,14 +220,20 @@ def _too_many_rows(name: str, contract: Contract, rows: int) -> TableRead:
     return TableRead(empty_frame(contract), problems=[problem], unusable_rows=rows)
 
 
-def _row_shape(record: list[str], width: int, max_chars: int, header: list[str]) -> list[str]:
+def _row_shape(
+    record: list[str], width: int, max_chars: int, header: list[str]
+) -> tuple[list[str], list[str]]:
+    """Why a record is malformed, and the columns whose cells are too long to keep whole."""
     reasons = []
     if len(record) != width:
         reasons.append(f"row has {len(record)} fields, the header has {width}")
-    for column, value in zip(header, record, strict=False):
-        if len(value) > max_chars:
-            reasons.append(f"{column}: cell is {len(value)} characters long (max {max_chars})")
-    return reasons
+    long = {c: len(v) for c, v in zip(header, record, strict=False) if len(v) > max_chars}
+    reasons.extend(_too_long(column, length, max_chars) for column, length in long.items())
+    return reasons, list(long)
+
+
+def _too_long(column: str, length: int, max_chars: int) -> str:
+    return f"{column}: cell is {length} characters long (max {max_chars})"
 
 
 def _cell(value: str, max_chars: int) -> str:
@@ -224,16 +260,20 @@ def _read_parquet(name: str, data: bytes, contract: Contract) -> TableRead:
     except Exception as exc:
         return _unusable(contract, _unreadable_parquet(name, exc))
     columns: dict[str, list[str | None]] = {}
-    reasons: dict[int, list[str]] = {}
+    read = TableRead(empty_frame(contract))
+    limit = contract.max_cell_chars
     for column in contract.columns:
-        texts, problem = _column_texts(name, column, table.column(column), contract, reasons)
+        texts, long, problem = _column_texts(name, column, table.column(column), limit)
         if texts is None:
             unreadable = problem or f"{name}: column {column} cannot be read"
             return TableRead(empty_frame(contract), problems=[unreadable], unusable_rows=rows)
         columns[column] = texts
-    frame = pd.DataFrame(columns, dtype=object)
-    frame[SOURCE] = [f"{name}:row {i + 1}" for i in range(len(frame))]
-    return TableRead(frame, reasons)
+        for index, length in long:
+            read.row_reasons.setdefault(index, []).append(_too_long(column, length, limit))
+            read.cut.add((index, column))
+    read.frame = pd.DataFrame(columns, dtype=object)
+    read.frame[SOURCE] = [f"{name}:row {i + 1}" for i in range(len(read.frame))]
+    return read
 
 
 def _unreadable_parquet(name: str, exc: Exception) -> str:
@@ -244,26 +284,21 @@ def _unreadable_parquet(name: str, exc: Exception) -> str:
 
 
 def _column_texts(
-    name: str,
-    column: str,
-    array: pa.ChunkedArray,
-    contract: Contract,
-    reasons: dict[int, list[str]],
-) -> tuple[list[str | None] | None, str | None]:
-    """A Parquet column as text cells; oversized cells are cut in Arrow, before Python sees them."""
+    name: str, column: str, array: pa.ChunkedArray, limit: int
+) -> tuple[list[str | None] | None, list[tuple[int, int]], str | None]:
+    """A Parquet column as text cells, and the (row, length) of each cell cut to `limit`.
+
+    Oversized cells are cut in Arrow, before Python sees them.
+    """
     if pa.types.is_nested(array.type) or pa.types.is_binary(array.type):
-        return None, f"{name}: column {column} has type {array.type}, not text"
+        return None, [], f"{name}: column {column} has type {array.type}, not text"
     if pa.types.is_timestamp(array.type) and array.type.tz is not None:
         array = pc.cast(array, pa.timestamp(array.type.unit))
-    limit = contract.max_cell_chars
     try:
         texts = pc.cast(array, pa.string())
         lengths = pc.fill_null(pc.utf8_length(texts), 0).to_numpy()
         texts = pc.utf8_slice_codeunits(texts, 0, limit)
     except pa.ArrowException as exc:
-        return None, f"{name}: column {column} cannot be read as text: {exc}"
-    for index in np.flatnonzero(lengths > limit):
-        reasons.setdefault(int(index), []).append(
-            f"{column}: cell is {lengths[index]} characters long (max {limit})"
-        )
-    return texts.to_pylist(), None
+        return None, [], f"{name}: column {column} cannot be read as text: {exc}"
+    long = [(int(i), int(lengths[i])) for i in np.flatnonzero(lengths > limit)]
+    return texts.to_pylist(), long, None

@@ -83,6 +83,20 @@ def test_utf16_csv_is_rejected_as_utf16(tmp_path: Path) -> None:
     assert result.problems == ["t.csv: the file is UTF-16 text; re-export it as utf-8"]
 
 
+def test_csv_in_another_encoding_counts_its_rows_in(tmp_path: Path) -> None:
+    text = f"{HEADER}\n1,nörth,120.5,60.0,2024-05-01,a.png,A\n2,söuth,1,1,2024-05-01,a.png,A\n"
+    result = validate_files(tmp_path, _batch(text.encode("latin-1")))
+    assert result.status == "rejected"
+    assert (result.report()["rows_in"], result.report()["rows_rejected"]) == (2, 2)
+
+
+def test_utf16_csv_counts_its_rows_in(tmp_path: Path) -> None:
+    data = f"{HEADER}\n{GOOD_LINE}\n2,south,1,1,2024-05-01,a.png,A\n".encode("utf-16")
+    result = validate_files(tmp_path, _batch(data))
+    assert result.status == "rejected"
+    assert result.rows_in == 2
+
+
 def test_csv_with_a_bom_is_read_without_it(tmp_path: Path) -> None:
     data = f"\ufeff{HEADER}\n{GOOD_LINE}\n".encode()
     result = validate_files(tmp_path, _batch(data))
@@ -230,6 +244,56 @@ def test_a_huge_parquet_cell_rejects_its_row(tmp_path: Path) -> None:
     assert reasons(result)[0].startswith("grade: cell is 100000 characters long (max 4096)")
 
 
+def _huge_link() -> str:
+    """A 4.5 MB link with a comma, so the CSV writer quotes it."""
+    return "photos/" + "x," * 2_250_000 + ".png"
+
+
+def _short(reason: object) -> bool:
+    return len(str(reason)) < 300
+
+
+def test_a_huge_quoted_link_rejects_its_row_not_the_batch(tmp_path: Path) -> None:
+    rows = [row(1), row(2, image_file=_huge_link()), row(3)]
+    result = validate_files(tmp_path, _batch(csv_bytes(rows)))
+    assert (result.status, result.problems) == ("accepted", [])
+    assert result.accepted["item_id"].tolist() == [1, 3]
+    assert reasons(result) == [
+        f"image_file: cell is {len(_huge_link())} characters long (max 4096)"
+    ]
+    report = result.report()
+    assert all(_short(case["value"]) for case in report["failure_cases"])
+
+
+def test_a_huge_parquet_link_rejects_its_row_not_the_batch(tmp_path: Path) -> None:
+    table = _parquet(image_file=["a.png", _huge_link()])
+    result = validate_files(tmp_path, _batch(table, "t.parquet"))
+    assert (result.status, result.problems) == ("accepted", [])
+    assert result.accepted["item_id"].tolist() == [1]
+    assert reasons(result) == [
+        f"image_file: cell is {len(_huge_link())} characters long (max 4096)"
+    ]
+
+
+def test_a_huge_number_cell_is_rejected_once_for_its_length(tmp_path: Path) -> None:
+    rows = [row(1), row(2, weight_g="9" * 10_000)]
+    result = validate_files(tmp_path, _batch(csv_bytes(rows)))
+    assert result.accepted["item_id"].tolist() == [1]
+    assert reasons(result) == ["weight_g: cell is 10000 characters long (max 4096)"]
+
+
+def test_a_long_link_to_a_missing_file_is_quoted_in_short(tmp_path: Path) -> None:
+    link = "photos/" + "y" * 4000 + ".png"
+    result = validate_files(tmp_path, _batch(csv_bytes([row(1), row(2, image_file=link)])))
+    assert result.status == "rejected"
+    (problem,) = result.problems
+    assert problem == (
+        f"t.csv:line 3: image_file: links to {link[:80]!r}... ({len(link)} chars), "
+        "which is not in the batch"
+    )
+    assert all(_short(reason) for reason in reasons(result))
+
+
 @pytest.mark.parametrize("value", ["inf", "-Infinity", "1e5000"])
 def test_infinity_in_a_number_column_rejects_the_row(tmp_path: Path, value: str) -> None:
     result = validate_files(tmp_path, _batch(csv_bytes([row(1), row(2, weight_g=value)])))
@@ -308,6 +372,7 @@ def test_an_unterminated_quote_rejects_the_file_naming_the_line(tmp_path: Path) 
     result = validate_files(tmp_path, _batch(data))
     assert result.status == "rejected"
     assert result.problems[0].startswith("t.csv: malformed CSV near line 3")
+    assert result.rows_in == 2
 
 
 # parquet schemas
