@@ -19,6 +19,7 @@ from mainstem.durable import read_json_object
 from mainstem.errors import MainstemError
 from mainstem.intake import lock
 from mainstem.intake.delivery import MANIFEST, READY, scan
+from mainstem.intake.dropfolder import takeover_time
 from mainstem.intake.ingest import list_raw_batches
 from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
 from mainstem.params import Params
@@ -42,13 +43,9 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
     holder = lock.read_owner(incoming)
     held = None
     if holder is not None:
-        state = lock.state_of(
-            holder,
-            "",
-            now,
-            params.ingest.stale_lock_seconds,
-            params.ingest.dead_owner_grace_seconds,
-        )
+        stale_after = params.ingest.stale_lock_seconds
+        grace = params.ingest.dead_owner_grace_seconds
+        state = lock.state_of(holder, "", now, stale_after, grace)
         held = {
             "run_id": holder.run_id,
             "host": holder.host,
@@ -58,7 +55,9 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
             "heartbeat_at": _when(holder.heartbeat_at),
             "seconds_since_heartbeat": round(now - holder.heartbeat_at),
             "owner_alive": lock.owner_alive(holder),
+            "given_up": holder.given_up,
             "state": state,
+            "takeover": takeover_time(params.ingest, holder) if state == "live" else None,
         }
     return {
         "path": str(incoming),
@@ -199,7 +198,16 @@ def _incoming_lines(incoming: dict[str, Any]) -> list[str]:
             f"{alive}) since {held['claimed_at']}, for batch {held['batch_id']}; last heartbeat "
             f"{held['seconds_since_heartbeat']} s ago: {held['state']}"
         )
+        lines.append(f"  {_takeover_line(held)}")
     return lines
+
+
+def _takeover_line(held: dict[str, Any]) -> str:
+    if held["given_up"]:
+        return "the run stopped on an error; the next `mainstem process` resumes the batch"
+    if held["state"] == "stale":
+        return "its holder is gone; the next `mainstem process` takes it over and resumes the batch"
+    return f"another run may take it over from {held['takeover']}"
 
 
 def _batch_line(batch: dict[str, Any]) -> list[str]:
