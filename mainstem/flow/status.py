@@ -259,7 +259,7 @@ def describe(status: dict[str, Any]) -> list[str]:
 
 
 def find_report(params: Params, batch: str) -> Path:
-    """The HTML report of the batch whose id starts with `batch`, or whose name is `batch`."""
+    """The HTML report of the batch whose id starts with `batch`, or delivered as `batch`."""
     if not batch:
         raise MainstemError("give a batch id (or its first characters) or the batch's name")
     validated = params.validate.validated_dir
@@ -267,6 +267,12 @@ def find_report(params: Params, batch: str) -> Path:
     matches = sorted(
         {b.batch_id for b in batches if b.batch_id.startswith(batch) or b.name == batch}
     )
+    if not matches:
+        # A re-delivery of ingested content keeps the first name in data/raw; its own name is
+        # in the lineage commit that recorded it.
+        from mainstem.flow.lineage import batches_named
+
+        matches = batches_named(params.root, batch)
     if len(matches) > 1:
         raise MainstemError(
             f"'{batch}' matches {len(matches)} batches ({', '.join(matches[:5])}); "
