@@ -76,18 +76,26 @@ def describe(label: str, run: BatchRun) -> list[str]:
         lines = [f"{label} ({claim.batch_id}): REJECTED at the drop folder"]
         return lines + [f"    - {reason}" for reason in claim.reasons]
     if claim.duplicate_of is not None:
-        return describe_duplicate(label, claim.duplicate_of, run.master_rows)
+        rejected = (run.report or {}).get("status") == "rejected"
+        return describe_duplicate(label, claim.duplicate_of, run.master_rows, rejected)
     return describe_report(label, claim.batch_id, run.report or {}, run.master_rows)
 
 
-def describe_duplicate(label: str, first: dict[str, object], master_rows: int | None) -> list[str]:
+def describe_duplicate(
+    label: str, first: dict[str, object], master_rows: int | None, rejected: bool = False
+) -> list[str]:
     """A re-delivery of content ingested before: nothing applied, and where the first one is."""
     name = f" as {first['name']!r}" if first.get("name") else ""
     sequence = f", #{first['sequence']}" if first.get("sequence") is not None else ""
+    outcome = (
+        "the contract rejected it, so this one is quarantined too"
+        if rejected
+        else "its rows are already in the master"
+    )
     return [
         f"{label} ({first['batch_id']}): DUPLICATE, nothing applied",
-        f"  the same content was delivered before{name} (batch {first['batch_id']}{sequence});"
-        " its rows are already in the master",
+        f"  the same content was delivered before{name} (batch {first['batch_id']}{sequence});",
+        f"  {outcome}",
         f"  master: {master_rows} rows",
     ]
 
