@@ -233,7 +233,11 @@ def release(run: FlowRun, state: StepState) -> StepState:
 def _give_up(run: FlowRun) -> None:
     """Leave the batch to the next run, which resumes it at once; never hide the first error."""
     try:
-        if give_up_lock(run.params.ingest.incoming_dir, run.owner_id):
+        incoming = run.params.ingest.incoming_dir
+    except MainstemError:
+        return  # no params, so nothing was claimed either
+    try:
+        if give_up_lock(incoming, run.owner_id):
             log.info("run %s stopped; the next run resumes its batch", run.owner_id)
     except (MainstemError, OSError) as exc:
         log.warning("could not mark the lock of run %s as given up: %s", run.owner_id, exc)

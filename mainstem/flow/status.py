@@ -1,10 +1,10 @@
 """What a workspace is doing now, for `mainstem status` and `mainstem report`.
 
 In: a workspace's params, the clock, and the Airflow Variables when Airflow is configured. Out: a
-JSON-able dict: the drop folder's contents and who holds its lock since when; the last batches
-with their outcome (raw snapshots and validation reports, plus deliveries refused at the drop
-folder, which only quarantine knows); `master_rows` as DVC reports it; the retrain threshold in
-force and where it comes from; the policy's last decision. `describe` renders it as lines. Reading
+JSON-able dict: the drop folder's contents, who holds its lock since when and from when another
+run may take it over; the last batches with their outcome (raw snapshots and validation reports,
+plus deliveries refused at the drop folder, which only quarantine knows); `master_rows` as DVC
+reports it; the retrain threshold in force and where it comes from; the policy's last decision. `describe` renders it as lines. Reading
 never changes anything, and never loads pandas: the reports are read as plain JSON.
 """
 
@@ -206,7 +206,7 @@ def _takeover_line(held: dict[str, Any]) -> str:
     if held["given_up"]:
         return "the run stopped on an error; the next `mainstem process` resumes the batch"
     if held["state"] == "stale":
-        return "its holder is gone; the next `mainstem process` takes it over and resumes the batch"
+        return "its holder is gone (or silent too long); the next `mainstem process` takes it over"
     return f"another run may take it over from {held['takeover']}"
 
 

@@ -261,6 +261,8 @@ def give_up(incoming: Path, run_id: str) -> bool:
     and nobody waits for a holder that will not come back. A lock another run holds is left alone.
     True when the lock was marked.
     """
+    if read_owner(incoming) is None:
+        return False
     with (
         storage_errors(f"could not mark the lock in {incoming} as given up"),
         claim_mutex(incoming),

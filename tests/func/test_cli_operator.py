@@ -109,7 +109,7 @@ def test_a_killed_run_is_taken_over_at_once(
     assert killed.returncode == -9
     assert Path(f"{counter}.fired").read_text().split() == ["6", "dvc", "repro"]
     main(["status", "--workspace", str(workspace), "--no-airflow"])
-    assert "its holder is gone; the next `mainstem process` takes it over" in (
+    assert "its holder is gone (or silent too long); the next `mainstem process`" in (
         capsys.readouterr().out
     )
 
@@ -150,6 +150,15 @@ def test_exit_status_of_each_outcome(
     assert code == 4
     main(["status", "--workspace", str(workspace), "--no-airflow"])
     assert "another run may take it over from" in capsys.readouterr().out
+
+
+def test_process_on_a_missing_workspace_is_one_line_and_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = process(tmp_path / "nowhere", capsys)
+    assert code == 1
+    assert out.startswith("mainstem: error:")
+    assert out.count("\n") == 1
 
 
 def test_process_help_lists_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
