@@ -4,8 +4,9 @@ In: a workspace's params, the clock, and the Airflow Variables when Airflow is c
 JSON-able dict: the drop folder's contents, who holds its lock since when and from when another
 run may take it over; the last batches with their outcome (raw snapshots and validation reports,
 plus deliveries refused at the drop folder, which only quarantine knows); `master_rows` as DVC
-reports it; the retrain threshold in force and where it comes from; the policy's last decision. `describe` renders it as lines. Reading
-never changes anything, and never loads pandas: the reports are read as plain JSON.
+reports it; the retrain threshold in force and where it comes from; the policy's last decision.
+`describe` renders it as lines. Reading never changes anything, and never loads pandas: the
+reports are read as plain JSON.
 """
 
 from __future__ import annotations
