@@ -1,7 +1,9 @@
 """The `mainstem` command: one verb per thing an operator does.
 
 In: command-line arguments. Out: the action, a short report on stdout, and exit status 0; or one
-line on stderr saying what to fix, and exit status 1. Every verb has `--help`.
+line on stderr saying what to fix, and exit status 1. `process` says what became of the batch in
+its exit status too (see `EXIT_STATUSES`); argparse's usage errors are 2. A reader that closes the
+pipe early (`mainstem status | head -3`) ends the command quietly. Every verb has `--help`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,32 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 import webbrowser
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mainstem.console import run_entry
 from mainstem.progress import show_to_children
+
+if TYPE_CHECKING:
+    from mainstem.flow.batch import BatchRun
+
+EXIT_OK = 0  # accepted, a duplicate, or nothing waiting
+EXIT_ERROR = 1  # a problem to fix (one line on stderr); the batch, if claimed, resumes next run
+EXIT_USAGE = 2  # argparse: the command line itself is wrong
+EXIT_REJECTED = 3  # the contract rejected the batch, or the drop folder refused the delivery
+EXIT_LOCKED = 4  # another live run holds the batch; nothing was done
+EXIT_PIPE_CLOSED = 141  # the reader closed stdout early, as a shell reports a SIGPIPE
+EXIT_STATUSES = f"""exit status:
+  {EXIT_OK}  the batch was accepted (or was a duplicate), or nothing was waiting
+  {EXIT_ERROR}  an error, printed on one line; a claimed batch is resumed by the next run
+  {EXIT_USAGE}  the command line is wrong
+  {EXIT_REJECTED}  the batch was rejected by the contract, or refused at the drop folder
+  {EXIT_LOCKED}  the batch is locked by another live run; status says when it may be taken over"""
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -27,11 +47,24 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.base) if args.base else default_base(), sys.stdout, direct=args.direct)
 
 
+def next_steps(workspace: Path) -> list[str]:
+    """What to do with a new workspace, as commands to copy."""
+    where = f"--workspace {shlex.quote(str(workspace))}"
+    return [
+        "next steps:",
+        f"  mainstem submit {where} --name NAME FILES_OR_FOLDERS   # deliver a batch",
+        f"  mainstem process {where}   # claim it and run it through the pipeline",
+        f"  mainstem status {where}    # the drop folder, the lock, the last batches",
+        f"  mainstem report {where} NAME   # the path of the batch's HTML report",
+    ]
+
+
 def _init(args: argparse.Namespace) -> None:
     from mainstem.flow.workspace import create_workspace
 
     path = create_workspace(Path(args.path))
     print(f"workspace ready at {path}")
+    print("\n".join(next_steps(path)))
 
 
 def _submit(args: argparse.Namespace) -> None:
@@ -44,7 +77,19 @@ def _submit(args: argparse.Namespace) -> None:
     print(f"delivered {len(files) if isinstance(files, list) else 0} files to {incoming}")
 
 
-def _process(args: argparse.Namespace) -> None:
+def process_status(run: BatchRun) -> int:
+    """The exit status of `mainstem process` for what became of the batch."""
+    from mainstem.intake.dropfolder import Idle, Rejected
+
+    claim = run.claim
+    if isinstance(claim, Idle):
+        return EXIT_LOCKED if claim.locked else EXIT_OK
+    if isinstance(claim, Rejected) or (run.report or {}).get("status") == "rejected":
+        return EXIT_REJECTED
+    return EXIT_OK
+
+
+def _process(args: argparse.Namespace) -> int:
     from mainstem.flow.batch import process_next_batch
     from mainstem.intake.dropfolder import Claimed
     from mainstem.local.demo import describe
@@ -53,6 +98,7 @@ def _process(args: argparse.Namespace) -> None:
     claim = run.claim
     label = claim.name if isinstance(claim, Claimed) and claim.name else "batch"
     print("\n".join(describe(label, run)))
+    return process_status(run)
 
 
 def _airflow_variables(names: tuple[str, ...]) -> dict[str, str | None] | None:
@@ -166,7 +212,14 @@ def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     )
     demo.set_defaults(func=_demo)
 
-    init = verbs.add_parser("init", help="create a pipeline workspace (git + DVC) at PATH")
+    init = verbs.add_parser(
+        "init",
+        help="create a pipeline workspace (git + DVC) at PATH",
+        description="Create a workspace at PATH: a git and DVC repository of its own holding a "
+        "copy of the pipeline (dvc.yaml, params.yaml, the contracts, the stages), an empty "
+        "master and a first commit. Batches are delivered to its drop folder, processed there, "
+        "and each one is recorded by a lineage commit in its history. Prints the next steps.",
+    )
     init.add_argument("path", help="an empty or new folder")
     init.set_defaults(func=_init)
 
@@ -174,6 +227,10 @@ def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         "submit",
         parents=[workspace],
         help="deliver files or folders as one batch: files, manifest, then _READY",
+        description="Copy the files (folders are walked) into the workspace's drop folder as "
+        "one batch, as a producer would: the files first, then a manifest of their sizes and "
+        "hashes, then the _READY marker, so a claim never sees half a delivery. Nothing is "
+        "processed yet: run `mainstem process` (or let Airflow's data_pipeline_dag claim it).",
     )
     submit.add_argument("paths", nargs="+", help="files or folders to deliver")
     submit.add_argument("--name", help="a name for the batch, kept in its lineage")
@@ -183,6 +240,12 @@ def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         "process",
         parents=[workspace],
         help="claim the waiting batch and run it through the pipeline, without Airflow",
+        description="Claim the batch waiting in the drop folder (or resume one a stopped or "
+        "crashed run left claimed), snapshot it, validate it against the contract, merge it "
+        "into the master, push to the DVC remote, commit its lineage and release the drop "
+        "folder, all in this process. Prints what became of the batch.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     process.set_defaults(func=_process)
 
@@ -280,11 +343,20 @@ def _add_stack(verbs: Verbs) -> None:
     down.set_defaults(func=_stack_down)
 
 
+def package_version() -> str:
+    """The installed mainstem's version; the source tree's when it runs uninstalled."""
+    try:
+        return version("mainstem")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mainstem",
         description="Dropped batches in, a validated and versioned master dataset out.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     workspace = _workspace_option()
@@ -295,12 +367,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> None:
+    """The reader went away: send what is left to /dev/null and end without a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(EXIT_PIPE_CLOSED)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     show_to_children()
-    run_entry(
-        lambda: args.func(args), "mainstem", logging.INFO if args.verbose else logging.WARNING
-    )
+    try:
+        status = run_entry(
+            lambda: args.func(args), "mainstem", logging.INFO if args.verbose else logging.WARNING
+        )
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
+    if status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,17 @@ def configure_logging(level: int = logging.INFO) -> None:
     )
 
 
-def run_entry(main: Callable[[], object], name: str, level: int = logging.INFO) -> None:
-    """Run `main`, turning operator-facing errors into a message and exit status 1."""
+def run_entry(main: Callable[[], object], name: str, level: int = logging.INFO) -> int:
+    """Run `main`, turning operator-facing errors into a message and exit status 1.
+
+    Returns what `main` returned when it is an exit status (an int), else 0.
+    """
     from mainstem.errors import MainstemError
 
     configure_logging(level)
     try:
-        main()
+        result = main()
     except MainstemError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0

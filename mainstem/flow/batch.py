@@ -26,13 +26,14 @@ from typing import Any
 from mainstem import crashpoints
 from mainstem.commands import dvc
 from mainstem.durable import clear_staging
-from mainstem.errors import BatchFailedError, BatchRejectedError
+from mainstem.errors import BatchFailedError, BatchRejectedError, MainstemError
 from mainstem.flow.lineage import BatchRecord, record
 from mainstem.flow.runner import FlowRun, push_outputs, run_flow
 from mainstem.flow.sequences import BATCH_FLOW, StepState
 from mainstem.intake.dropfolder import ClaimResult, Idle, Rejected, claim_batch, release_batch
 from mainstem.intake.dropfolder import read_ticket as read_claim_ticket
 from mainstem.intake.lock import LockOwner
+from mainstem.intake.lock import give_up as give_up_lock
 from mainstem.intake.preflight import preflight
 from mainstem.master.metrics import master_rows as tracked_master_rows
 from mainstem.params import IngestParams, Params
@@ -157,7 +158,7 @@ def claim(run: FlowRun, state: StepState) -> StepState | None:
     """Claim the waiting batch (or resume or recover one); None when there is nothing to do."""
     params = run.params
     preflight(params)
-    result = claim_batch(params.ingest, run.owner_id, time.time())
+    result = claim_batch(params.ingest, run.owner_id, time.time(), run.one_process)
     run.seen["claim"] = result
     if isinstance(result, Idle):
         log.info("nothing to process: %s", result.reason)
@@ -230,6 +231,19 @@ def release(run: FlowRun, state: StepState) -> StepState:
     return {k: report[k] for k in ("status", "rows_in", "rows_accepted")}
 
 
+def _give_up(run: FlowRun) -> None:
+    """Leave the batch to the next run, which resumes it at once; never hide the first error."""
+    try:
+        incoming = run.params.ingest.incoming_dir
+    except MainstemError:
+        return  # no params, so nothing was claimed either
+    try:
+        if give_up_lock(incoming, run.owner_id):
+            log.info("run %s stopped; the next run resumes its batch", run.owner_id)
+    except (MainstemError, OSError) as exc:
+        log.warning("could not mark the lock of run %s as given up: %s", run.owner_id, exc)
+
+
 @dataclass(frozen=True)
 class BatchRun:
     claim: ClaimResult
@@ -245,12 +259,17 @@ def process_next_batch(
 
     `publish_rows` receives `master_rows` after the lineage commit and before the release; it
     must be idempotent, as a crash after it repeats it. A batch the contract rejected is
-    quarantined and reported in the BatchRun, not raised.
+    quarantined and reported in the BatchRun, not raised. A run that stops on any other error
+    leaves the batch claimed and its lock marked as given up: the next run resumes it at once.
     """
     run_id = run_id or f"cli-{socket.gethostname()}-{os.getpid()}"
-    run = FlowRun(Path(root), run_id, publish_rows)
-    # a rejection is raised only once the batch is quarantined; the BatchRun reports it
-    with contextlib.suppress(BatchRejectedError):
-        run_flow(BATCH_FLOW, run)
+    run = FlowRun(Path(root), run_id, publish_rows, one_process=True)
+    try:
+        # a rejection is raised only once the batch is quarantined; the BatchRun reports it
+        with contextlib.suppress(BatchRejectedError):
+            run_flow(BATCH_FLOW, run)
+    except BaseException:
+        _give_up(run)
+        raise
     seen = run.seen
     return BatchRun(seen["claim"], seen.get("report"), seen.get("master_rows"), seen.get("commit"))

@@ -10,6 +10,7 @@ left in `.git` are cleared first, once no git process is at work in the reposito
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ AUTHOR = ["-c", "user.name=mainstem pipeline", "-c", "user.email=pipeline@mainst
 # Objects, refs and the index reach the disk before `git commit` returns.
 DURABLE = ["-c", "core.fsync=all", "-c", "core.fsyncMethod=fsync"]
 GIT_BUSY_WAIT_SECONDS = 30.0
+# The title of a batch's commit, as `BatchRecord.message` writes it: its id, then its name.
+_BATCH_TITLE = re.compile(r"^batch (\S+) \((.*)\): (?:duplicate delivery|accepted|rejected)[,;]")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,15 @@ class BatchRecord:
             duplicate=duplicate,
             first_name=first_name if duplicate else None,
         )
+
+
+def batches_named(root: Path, name: str) -> list[str]:
+    """The ids of the batches whose lineage commits name them `name`, re-deliveries included."""
+    completed = git(["log", "--format=%s"], root, check=False)
+    if completed.returncode != 0:
+        return []
+    found = (_BATCH_TITLE.match(subject) for subject in completed.stdout.splitlines())
+    return sorted({m.group(1) for m in found if m and m.group(2) == name})
 
 
 def git_lock_files(root: Path) -> list[Path]:

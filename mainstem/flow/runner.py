@@ -36,6 +36,7 @@ class FlowRun:
     owner_id: str
     publish_rows: Callable[[int], None] | None = None
     owner: lock.LockOwner | None = None  # the lock as this run last renewed it
+    one_process: bool = False  # every step runs in this process: the run ends when it does
     seen: dict[str, Any] = field(default_factory=dict)  # objects for in-process callers
 
     @property

@@ -1,11 +1,12 @@
 """What a workspace is doing now, for `mainstem status` and `mainstem report`.
 
 In: a workspace's params, the clock, and the Airflow Variables when Airflow is configured. Out: a
-JSON-able dict: the drop folder's contents and who holds its lock since when; the last batches
-with their outcome (raw snapshots and validation reports, plus deliveries refused at the drop
-folder, which only quarantine knows); `master_rows` as DVC reports it; the retrain threshold in
-force and where it comes from; the policy's last decision. `describe` renders it as lines. Reading
-never changes anything, and never loads pandas: the reports are read as plain JSON.
+JSON-able dict: the drop folder's contents, who holds its lock since when and from when another
+run may take it over; the last batches with their outcome (raw snapshots and validation reports,
+plus deliveries refused at the drop folder, which only quarantine knows); `master_rows` as DVC
+reports it; the retrain threshold in force and where it comes from; the policy's last decision.
+`describe` renders it as lines. Reading never changes anything, and never loads pandas: the
+reports are read as plain JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mainstem.durable import read_json_object
 from mainstem.errors import MainstemError
 from mainstem.intake import lock
 from mainstem.intake.delivery import MANIFEST, READY, scan
+from mainstem.intake.dropfolder import takeover_time
 from mainstem.intake.ingest import list_raw_batches
 from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
 from mainstem.params import Params
@@ -42,13 +44,9 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
     holder = lock.read_owner(incoming)
     held = None
     if holder is not None:
-        state = lock.state_of(
-            holder,
-            "",
-            now,
-            params.ingest.stale_lock_seconds,
-            params.ingest.dead_owner_grace_seconds,
-        )
+        stale_after = params.ingest.stale_lock_seconds
+        grace = params.ingest.dead_owner_grace_seconds
+        state = lock.state_of(holder, "", now, stale_after, grace)
         held = {
             "run_id": holder.run_id,
             "host": holder.host,
@@ -58,7 +56,9 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
             "heartbeat_at": _when(holder.heartbeat_at),
             "seconds_since_heartbeat": round(now - holder.heartbeat_at),
             "owner_alive": lock.owner_alive(holder),
+            "given_up": holder.given_up,
             "state": state,
+            "takeover": takeover_time(params.ingest, holder) if state == "live" else None,
         }
     return {
         "path": str(incoming),
@@ -199,7 +199,16 @@ def _incoming_lines(incoming: dict[str, Any]) -> list[str]:
             f"{alive}) since {held['claimed_at']}, for batch {held['batch_id']}; last heartbeat "
             f"{held['seconds_since_heartbeat']} s ago: {held['state']}"
         )
+        lines.append(f"  {_takeover_line(held)}")
     return lines
+
+
+def _takeover_line(held: dict[str, Any]) -> str:
+    if held["given_up"]:
+        return "the run stopped on an error; the next `mainstem process` resumes the batch"
+    if held["state"] == "stale":
+        return "its holder is gone (or silent too long); the next `mainstem process` takes it over"
+    return f"another run may take it over from {held['takeover']}"
 
 
 def _batch_line(batch: dict[str, Any]) -> list[str]:
@@ -251,7 +260,7 @@ def describe(status: dict[str, Any]) -> list[str]:
 
 
 def find_report(params: Params, batch: str) -> Path:
-    """The HTML report of the batch whose id starts with `batch`, or whose name is `batch`."""
+    """The HTML report of the batch whose id starts with `batch`, or delivered as `batch`."""
     if not batch:
         raise MainstemError("give a batch id (or its first characters) or the batch's name")
     validated = params.validate.validated_dir
@@ -259,6 +268,12 @@ def find_report(params: Params, batch: str) -> Path:
     matches = sorted(
         {b.batch_id for b in batches if b.batch_id.startswith(batch) or b.name == batch}
     )
+    if not matches:
+        # A re-delivery of ingested content keeps the first name in data/raw; its own name is
+        # in the lineage commit that recorded it.
+        from mainstem.flow.lineage import batches_named
+
+        matches = batches_named(params.root, batch)
     if len(matches) > 1:
         raise MainstemError(
             f"'{batch}' matches {len(matches)} batches ({', '.join(matches[:5])}); "

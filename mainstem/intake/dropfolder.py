@@ -2,7 +2,8 @@
 
 In: the ingest params, the claimant's run id and the clock. Out: one of
 - Claimed: the lock is ours and `claimed_batch.json` names the batch, so `dvc repro` ingests it;
-- Idle: nothing to do now (nothing ready, a live batch in progress, files still arriving);
+- Idle: nothing to do now (nothing ready, files still arriving), or the batch is `locked`: another
+  live run holds it;
 - Rejected: the delivery cannot be ingested at all; it was moved to quarantine with a report.
 Release removes the batch's files from the drop folder (or moves them to quarantine when the
 contract rejected the batch) and then the lock. Every step can be repeated after a crash.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class Claimed:
 @dataclass(frozen=True)
 class Idle:
     reason: str
+    locked: bool = False  # another run holds the batch; True means "not mine to process now"
 
 
 @dataclass(frozen=True)
@@ -113,35 +115,55 @@ def ticket_files(ticket: dict[str, object]) -> list[DeliveredFile]:
     return [DeliveredFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in files]
 
 
-def claim_batch(params: IngestParams, run_id: str, now: float) -> ClaimResult:
-    """Take the batch waiting in the drop folder, or recover one whose holder died."""
+def claim_batch(
+    params: IngestParams, run_id: str, now: float, one_process: bool = False
+) -> ClaimResult:
+    """Take the batch waiting in the drop folder, or recover one whose holder died or gave up.
+
+    `one_process` says the claiming run lives and dies with this process (see `lock.LockOwner`).
+    """
     incoming = params.incoming_dir
     if not incoming.is_dir():
         return Idle(f"drop folder {incoming} does not exist")
     lock.clear_stale_claim_files(incoming)
     holder = lock.read_owner(incoming)
+    mine = lock.owner_for(run_id, now, holder.batch_id if holder else None, one_process)
     if holder is not None:
-        return _claim_held(params, holder, run_id, now)
+        return _claim_held(params, holder, mine, now)
     if not (incoming / READY).exists():
         return Idle("nothing ready: no _READY in the drop folder")
-    return _claim_ready(params, run_id, now)
+    return _claim_ready(params, mine, now)
 
 
-def _claim_held(params: IngestParams, holder: LockOwner, run_id: str, now: float) -> ClaimResult:
+def takeover_time(params: IngestParams, holder: LockOwner) -> str:
+    """When a run may take over `holder`'s lock, as things stand now, in words."""
+    since = lock.stale_from(holder, params.stale_lock_seconds, params.dead_owner_grace_seconds)
+    when = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+    if lock.owner_alive(holder) is False:
+        return f"{when}, {params.dead_owner_grace_seconds} s after its last heartbeat"
+    return f"{when} if it stays silent that long (ingest.stale_lock_seconds)"
+
+
+def _claim_held(
+    params: IngestParams, holder: LockOwner, mine: LockOwner, now: float
+) -> ClaimResult:
     incoming = params.incoming_dir
     state = lock.state_of(
-        holder, run_id, now, params.stale_lock_seconds, params.dead_owner_grace_seconds
+        holder, mine.run_id, now, params.stale_lock_seconds, params.dead_owner_grace_seconds
     )
     if state == "live":
-        return Idle(f"batch {holder.batch_id} is being processed by {holder.describe()}")
+        return Idle(
+            f"batch {holder.batch_id} is being processed by {holder.describe()}; another run "
+            f"may take it over from {takeover_time(params, holder)}",
+            locked=True,
+        )
     if state == "mine":
         owner = lock.heartbeat(incoming, holder, now)
         return _resume(params, owner, recovered_from=None)
-    owner = lock.owner_for(run_id, now, holder.batch_id)
-    if not lock.take_over(incoming, holder, owner):
-        return Idle("another claimant is recovering the stale lock")
-    log.warning("took over stale lock of %s for run %s", holder.describe(), run_id)
-    return _resume(params, owner, recovered_from=holder)
+    if not lock.take_over(incoming, holder, mine):
+        return Idle("another claimant is recovering the stale lock", locked=True)
+    log.warning("took over stale lock of %s for run %s", holder.describe(), mine.run_id)
+    return _resume(params, mine, recovered_from=holder)
 
 
 def _resume(
@@ -194,14 +216,14 @@ def _signature(incoming: Path) -> list[tuple[str, int, int, int]]:
     return entries + [(p.path, 0, 0, 0) for p in problems]
 
 
-def _claim_ready(params: IngestParams, run_id: str, now: float) -> ClaimResult:
+def _claim_ready(params: IngestParams, owner: LockOwner, now: float) -> ClaimResult:
     incoming = params.incoming_dir
     before = _signature(incoming)
     delivery = read_delivery(incoming)
     try:
         ready_at = (incoming / READY).stat().st_mtime
     except FileNotFoundError:
-        return Idle("another claimant took the batch first")
+        return Idle("another claimant took the batch first", locked=True)
     mismatches = manifest_mismatches(delivery)
     if mismatches and not delivery.problems:
         deadline = ready_at + params.manifest_deadline_seconds
@@ -211,9 +233,9 @@ def _claim_ready(params: IngestParams, run_id: str, now: float) -> ClaimResult:
                 f"_READY is there but the files do not match {MANIFEST} yet "
                 f"({mismatches[0]}); waiting until {until}, then the delivery is rejected"
             )
-    owner = lock.owner_for(run_id, now, delivery.batch_id)
+    owner = replace(owner, batch_id=delivery.batch_id)
     if not lock.acquire(incoming, owner, ready_required=True):
-        return Idle("another claimant took the batch first")
+        return Idle("another claimant took the batch first", locked=True)
     if _signature(incoming) != before:
         # The producer is still writing: hand the batch back exactly as it was, deadline included.
         with storage_errors(f"could not hand back the batch in {incoming}"):

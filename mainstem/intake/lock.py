@@ -1,8 +1,14 @@
 """The `_PROCESSING` lock: who holds the active batch, and whether that holder is still alive.
 
 In: the drop folder, the would-be owner, the clock. Out: the lock file, created atomically with its
-owner record (run id, host, pid and the pid's start time, claim and heartbeat times), and answers to
-"is it mine, live, or stale?". Creating the lock is an exclusive hard link of a fully written file,
+owner record (run id, host, pid and the pid's start time, claim and heartbeat times, whether the
+whole run lives in that one process, whether the run gave the batch up after an error), and answers
+to "is it mine, live, or stale, and from when may it be taken over?". A run that ends in an error
+marks its lock as given up, so the next run resumes the batch at once; a run that lives in one
+process and died without a word (SIGKILL) is found gone by its pid and start time, and its lock is
+taken over at once too. Only a run that hands the lock from one process to the next (an Airflow
+task per step) keeps it through `dead_grace` seconds without a live process: the gap between two of
+its tasks. Creating the lock is an exclusive hard link of a fully written file,
 so two claimants can never both win. Taking over a stale lock and renewing one are
 read-compare-replace steps; they run under an flock on `.claim-mutex`, so a claimant can never take
 over a lock that another one has just renewed or taken over, and a holder that lost its lock (a
@@ -44,6 +50,10 @@ class LockOwner:
     claimed_at: float
     heartbeat_at: float
     batch_id: str | None = None
+    # The run lives and dies with `pid` (the CLI); False when its steps run in one process each.
+    one_process: bool = False
+    # The run stopped on an error and left the batch for the next run to resume.
+    given_up: bool = False
 
     def describe(self) -> str:
         claimed = datetime.fromtimestamp(self.claimed_at, UTC).isoformat(timespec="seconds")
@@ -65,10 +75,13 @@ def process_start_time(pid: int) -> float:
         return 0.0
 
 
-def owner_for(run_id: str, now: float, batch_id: str | None = None) -> LockOwner:
-    """A lock owner record for this process."""
+def owner_for(
+    run_id: str, now: float, batch_id: str | None = None, one_process: bool = False
+) -> LockOwner:
+    """A lock owner record for this process; `one_process` when the run ends with this process."""
     pid = os.getpid()
-    return LockOwner(run_id, socket.gethostname(), pid, process_start_time(pid), now, now, batch_id)
+    started = process_start_time(pid)
+    return LockOwner(run_id, socket.gethostname(), pid, started, now, now, batch_id, one_process)
 
 
 def lock_path(incoming: Path) -> Path:
@@ -100,21 +113,29 @@ def owner_alive(owner: LockOwner) -> bool | None:
     return started != 0.0 and abs(started - owner.pid_started) < 1.0
 
 
+def stale_from(owner: LockOwner, stale_after: float, dead_grace: float) -> float:
+    """From when another run may take the lock over, as things stand now; 0.0 for at once.
+
+    A run that gave the batch up, or that lived in one process now gone, has left for good. A run
+    that hands the lock from one task's process to the next may be between two tasks, so a gone
+    pid waits `dead_grace` seconds. A holder that is alive, or on another host, is waited for
+    until it has been silent for `stale_after` seconds.
+    """
+    if owner.given_up:
+        return 0.0
+    alive = owner_alive(owner)
+    if alive is False:
+        return 0.0 if owner.one_process else owner.heartbeat_at + dead_grace
+    return owner.heartbeat_at + stale_after
+
+
 def state_of(
     owner: LockOwner, run_id: str, now: float, stale_after: float, dead_grace: float
 ) -> LockState:
     """Whether a lock belongs to run `run_id`, to a live holder, or to nobody any more."""
     if owner.run_id == run_id:
         return "mine"
-    idle = now - owner.heartbeat_at
-    if idle > stale_after:
-        return "stale"
-    alive = owner_alive(owner)
-    if alive:
-        return "live"
-    if alive is False and idle > dead_grace:
-        return "stale"
-    return "live"
+    return "stale" if now > stale_from(owner, stale_after, dead_grace) else "live"
 
 
 @contextmanager
@@ -216,7 +237,8 @@ def heartbeat(incoming: Path, owner: LockOwner, now: float) -> LockOwner:
     (this run was taken for dead) or it was released, and this run must not write on.
     """
     pid = os.getpid()
-    renewed = replace(owner, pid=pid, pid_started=process_start_time(pid), heartbeat_at=now)
+    started = process_start_time(pid)
+    renewed = replace(owner, pid=pid, pid_started=started, heartbeat_at=now, given_up=False)
     with storage_errors(f"could not renew the lock in {incoming}"), claim_mutex(incoming):
         current = read_owner(incoming)
         if current is None or not _same_claim(current, owner):
@@ -230,6 +252,32 @@ def heartbeat(incoming: Path, owner: LockOwner, now: float) -> LockOwner:
         os.replace(tmp, lock_path(incoming))
         fsync_dir(incoming)
     return renewed
+
+
+def give_up(incoming: Path, run_id: str) -> bool:
+    """Mark run `run_id`'s lock as given up, so the next run resumes the batch at once.
+
+    For a run that stops on an error of its own: the batch stays claimed (its files, its ticket),
+    and nobody waits for a holder that will not come back. A lock another run holds is left alone.
+    True when the lock was marked.
+    """
+    if read_owner(incoming) is None:
+        return False
+    with (
+        storage_errors(f"could not mark the lock in {incoming} as given up"),
+        claim_mutex(incoming),
+    ):
+        current = read_owner(incoming)
+        if current is None or current.run_id != run_id:
+            return False
+        tmp = _write_tmp(incoming, replace(current, given_up=True))
+        try:
+            crashpoints.reach("give up lock")
+            os.replace(tmp, lock_path(incoming))
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(incoming)
+    return True
 
 
 def release(incoming: Path, owner: LockOwner | None = None) -> None:

@@ -45,15 +45,22 @@ def default_base() -> Path:
 
 
 def top_reasons(report: dict[str, Any], limit: int = 4) -> list[str]:
-    """The most frequent rejection causes of a batch, as short lines."""
+    """The most frequent rejection causes of a batch, as short lines.
+
+    A rejected image is counted under its own reason (truncated, wrong format, too small...),
+    not as a bare "image" check, so the summary says what to fix.
+    """
     if report["reasons"]:
         return [str(reason) for reason in report["reasons"]][:limit]
-    counts = Counter(
-        {
-            f"{f['column'] or 'row'}: {f['check']}": int(f["rows"])
-            for f in report["failures_by_check"]
-        }
-    )
+    counts: Counter[str] = Counter()
+    images = [i for i in report.get("images") or [] if i["status"] == "rejected" and i["reason"]]
+    explained = {image["column"] for image in images}
+    for failure in report["failures_by_check"]:
+        if failure["check"] == "image" and failure["column"] in explained:
+            continue
+        counts[f"{failure['column'] or 'row'}: {failure['check']}"] += int(failure["rows"])
+    for image in images:
+        counts[f"{image['column']}: {image['reason']}"] += int(image["rows"])
     return [
         f"{reason} ({count} row{'s' if count != 1 else ''})"
         for reason, count in counts.most_common(limit)
@@ -68,7 +75,29 @@ def describe(label: str, run: BatchRun) -> list[str]:
     if isinstance(claim, Rejected):
         lines = [f"{label} ({claim.batch_id}): REJECTED at the drop folder"]
         return lines + [f"    - {reason}" for reason in claim.reasons]
+    if claim.duplicate_of is not None:
+        rejected = (run.report or {}).get("status") == "rejected"
+        return describe_duplicate(label, claim.duplicate_of, run.master_rows, rejected)
     return describe_report(label, claim.batch_id, run.report or {}, run.master_rows)
+
+
+def describe_duplicate(
+    label: str, first: dict[str, object], master_rows: int | None, rejected: bool = False
+) -> list[str]:
+    """A re-delivery of content ingested before: nothing applied, and where the first one is."""
+    name = f" as {first['name']!r}" if first.get("name") else ""
+    sequence = f", #{first['sequence']}" if first.get("sequence") is not None else ""
+    outcome = (
+        "the contract rejected it, so this one is quarantined too"
+        if rejected
+        else "its rows are already in the master"
+    )
+    return [
+        f"{label} ({first['batch_id']}): DUPLICATE, nothing applied",
+        f"  the same content was delivered before{name} (batch {first['batch_id']}{sequence});",
+        f"  {outcome}",
+        f"  master: {master_rows} rows",
+    ]
 
 
 def describe_report(
@@ -151,7 +180,13 @@ def describe_runs(label: str, workspace: Path, runs: BatchRuns) -> list[str]:
     batch_id = str(runs.claim["batch_id"])
     report = read_report(params.validate.validated_dir, batch_id) or {}
     rows = read_json(params.merge.metrics_file)["master_rows"]
-    lines = describe_report(label, batch_id, report, rows) if report else [f"{label}: {state}"]
+    first = runs.claim.get("duplicate_of")
+    if isinstance(first, dict):
+        lines = describe_duplicate(label, first, rows)
+    elif report:
+        lines = describe_report(label, batch_id, report, rows)
+    else:
+        lines = [f"{label}: {state}"]
     lines.append(f"  data_pipeline_dag: {state}")
     if runs.decision is not None:
         verdict = "RETRAIN" if runs.decision["retrain"] else "no retrain"
