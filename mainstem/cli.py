@@ -241,9 +241,11 @@ def _add_retrain(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         parents=[workspace],
         help="compute the policy's decision as a dry run and print its chain",
         description="Compute the retrain decision the retrain_policy DAG would make, and print "
-        "each step. Values come from the flags, else the Airflow Variables when Airflow is "
-        "configured (AIRFLOW_HOME or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN set), else DVC metrics "
-        "and params.yaml. Nothing is triggered.",
+        "each step with where each value came from. Values come from the flags, else the Airflow "
+        "Variables of the workspace's Airflow (found through the .airflow.json that `make "
+        "airflow` and `make stack` write; else the one AIRFLOW_HOME configures), else DVC "
+        "metrics and params.yaml. When the recorded Airflow cannot be reached it says so. Nothing "
+        "is triggered and nothing is written: without an MLflow store yet, none is created.",
     )
     explain.add_argument(
         "--current-rows", metavar="N", help="master rows now (default: CURRENT_MASTER_ROWS or DVC)"
@@ -256,7 +258,9 @@ def _add_retrain(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     explain.add_argument(
         "--in-flight", action="store_true", help="treat a training as already running"
     )
-    explain.add_argument("--no-airflow", action="store_true", help="ignore Airflow Variables")
+    explain.add_argument(
+        "--no-airflow", action="store_true", help="do not ask Airflow for its Variables"
+    )
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(func=_retrain_explain)
 
@@ -268,11 +272,15 @@ def _add_views(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         help="the drop folder, the lock, the last batches, master rows and the retrain policy",
         description="Show what waits in the drop folder and who holds its lock since when, the "
         "last batches and their outcome, master_rows from DVC metrics, RETRAIN_THRESHOLD_ROWS "
-        "(the Airflow Variable when Airflow is configured, else params.yaml) and the policy's "
-        "last decision. Reads only; changes nothing.",
+        "(the Variable of the workspace's Airflow, found through the .airflow.json that `make "
+        "airflow` and `make stack` write, else params.yaml; it says where the value came from, "
+        "and when that Airflow cannot be reached) and the policy's last decision. Reads only; "
+        "changes nothing.",
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
-    status.add_argument("--no-airflow", action="store_true", help="ignore Airflow Variables")
+    status.add_argument(
+        "--no-airflow", action="store_true", help="do not ask Airflow for its Variables"
+    )
     status.set_defaults(func=_status)
 
     report = verbs.add_parser(
