@@ -8,6 +8,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import dag
 
 from mainstem.flow.airflow_tasks import path_tasks
+from mainstem.flow.alerts import task_alerts
 from mainstem.flow.sequences import BATCH_FLOW
 from mainstem.names import DATA_DAG, POLICY_DAG, workspace_for
 
@@ -20,7 +21,7 @@ WORKSPACE = workspace_for(__file__)
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=15)},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=15), **task_alerts(WORKSPACE)},
     tags=["mainstem"],
 )
 def data_pipeline_dag() -> None:
@@ -45,6 +46,9 @@ def data_pipeline_dag() -> None:
     * **On a failed DVC or git step** the batch stays claimed; the retry, or the next run once
       the owner is gone, finishes it. Merging is idempotent, so no row is applied twice.
     * DVC and git steps share the `mainstem_workspace` pool (1 slot) with the training DAG.
+    * **Alerts** (when the Airflow connection `mainstem_alerts` exists): one JSON POST for a
+      rejected batch, or for a task that failed for good, with the batch, the reason and the
+      command to run next (`mainstem.flow.alerts`).
     """
     trigger_retrain_policy = TriggerDagRunOperator(
         task_id="trigger_retrain_policy",

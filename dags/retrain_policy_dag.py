@@ -8,6 +8,7 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Variable, dag, task
 
+from mainstem.flow.alerts import task_alerts
 from mainstem.names import POLICY_DAG, ROWS_VARIABLE, THRESHOLD_VARIABLE, TRAIN_DAG, workspace_for
 
 WORKSPACE = workspace_for(__file__)
@@ -19,7 +20,7 @@ WORKSPACE = workspace_for(__file__)
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 3, "retry_delay": timedelta(seconds=30)},
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=30), **task_alerts(WORKSPACE)},
     tags=["mainstem"],
 )
 def retrain_policy_dag() -> None:
@@ -38,7 +39,8 @@ def retrain_policy_dag() -> None:
     * **No production model yet:** bootstrap, train once the master reaches the threshold.
     * **A training already queued or running:** no second one is triggered.
     * **On failure** (MLflow unreachable, a non-integer threshold, a production run without
-      `master_rows`) the task fails and retries; it never silently answers "no".
+      `master_rows`) the task fails and retries; it never silently answers "no". Once the
+      retries are spent, an alert goes to the `mainstem_alerts` connection, when it exists.
     """
 
     @task

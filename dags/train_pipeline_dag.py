@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import dag
 
 from mainstem.flow.airflow_tasks import path_tasks
+from mainstem.flow.alerts import task_alerts
 from mainstem.flow.sequences import TRAINING_FLOW
 from mainstem.names import TRAIN_DAG, workspace_for
 
@@ -19,7 +20,7 @@ WORKSPACE = workspace_for(__file__)
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30), **task_alerts(WORKSPACE)},
     tags=["mainstem"],
 )
 def train_pipeline_dag() -> None:
@@ -40,6 +41,8 @@ def train_pipeline_dag() -> None:
     * **On failure** the request stays in the workspace; a retry re-runs the stage, which finds
       the MLflow run that already served the request instead of training again. The production
       alias only moves after a successful registration.
+    * **Alerts** (when the Airflow connection `mainstem_alerts` exists): one JSON POST for a
+      version that did not take production, or for a task that failed for good.
     """
     path_tasks(TRAINING_FLOW, WORKSPACE)
 

@@ -26,6 +26,8 @@ from mainstem.progress import show_to_children
 
 if TYPE_CHECKING:
     from mainstem.flow.batch import BatchRun
+    from mainstem.local.airflow_api import VariablesRead
+    from mainstem.training.policy import PolicyInputs
 
 EXIT_OK = 0  # accepted, a duplicate, or nothing waiting
 EXIT_ERROR = 1  # a problem to fix (one line on stderr); the batch, if claimed, resumes next run
@@ -101,50 +103,91 @@ def _process(args: argparse.Namespace) -> int:
     return process_status(run)
 
 
-def _airflow_variables(names: tuple[str, ...]) -> dict[str, str | None] | None:
-    """The Variables' values when Airflow is configured in the environment, else None."""
-    if not (
-        os.environ.get("AIRFLOW_HOME") or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-    ):
-        return None
+def _configured_airflow_variables(names: tuple[str, ...]) -> VariablesRead:
+    """The Variables of the Airflow this process's environment configures, read in process."""
+    from mainstem.local.airflow_api import VariablesRead
+
+    home = os.environ.get("AIRFLOW_HOME")
+    where = f"Airflow of AIRFLOW_HOME={home}" if home else "Airflow of AIRFLOW__DATABASE__*"
     try:
         # Airflow logs to stdout, which must hold only the report (and stay parseable as JSON).
         with contextlib.redirect_stdout(sys.stderr):
             from airflow.models.variable import Variable
 
-            return {name: Variable.get(name, default_var=None) for name in names}
-    except Exception as exc:  # a missing or unmigrated Airflow database: fall back, and say so
+            return VariablesRead(
+                {name: Variable.get(name, default_var=None) for name in names}, where
+            )
+    except Exception as exc:  # a missing or unmigrated Airflow database: say so
+        return VariablesRead(None, where, f"cannot be read: {exc}")
+
+
+def _airflow_variables(args: argparse.Namespace, names: tuple[str, ...]) -> VariablesRead:
+    """The Variables `names`, from the Airflow recorded in the workspace (`make airflow`, `make
+    stack`), else the one the environment configures; with where they came from, or why not."""
+    from mainstem.local.airflow_api import VariablesRead, read_record, read_variables
+
+    if args.no_airflow:
+        return VariablesRead(None, "Airflow not asked (--no-airflow)")
+    workspace = Path(args.workspace)
+    if read_record(workspace) is None and (
+        os.environ.get("AIRFLOW_HOME") or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    ):
+        found = _configured_airflow_variables(names)
+    else:
+        found = read_variables(workspace, names)
+    if found.error:
         print(
-            f"mainstem: Airflow Variables unreadable ({exc}); using DVC and params", file=sys.stderr
+            f"mainstem: {found.where} {found.error}; the Variables the DAGs use are unknown, "
+            "so DVC metrics and params.yaml are shown",
+            file=sys.stderr,
         )
-        return None
+    return found
+
+
+def _given_values(args: argparse.Namespace, found: VariablesRead) -> PolicyInputs:
+    """The row count and threshold for the dry run: flags, else Airflow Variables, else None."""
+    from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
+    from mainstem.training.policy import PolicyInputs
+
+    rows, threshold = args.current_rows, args.threshold
+    rows_source = "--current-rows"  # when rows stays None, the master is counted through DVC
+    threshold_source = "--threshold" if threshold is not None else THRESHOLD_VARIABLE
+    variables = found.values or {}
+    if rows is None and variables.get(ROWS_VARIABLE) is not None:
+        rows = variables[ROWS_VARIABLE]
+        rows_source = f"Airflow Variable {ROWS_VARIABLE}, from {found.where}"
+    if threshold is None and variables.get(THRESHOLD_VARIABLE) is not None:
+        threshold = variables[THRESHOLD_VARIABLE]
+        threshold_source = f"Airflow Variable {THRESHOLD_VARIABLE}, from {found.where}"
+    return PolicyInputs(rows, rows_source, threshold, threshold_source, args.in_flight)
+
+
+def _airflow_line(found: VariablesRead) -> str:
+    if found.error:
+        return (
+            f"airflow: {found.where} {found.error}; unknown Variables fall back to DVC and params"
+        )
+    if found.values is None:
+        return f"airflow: {found.where}"
+    return f"airflow: Variables read from {found.where}"
 
 
 def _retrain_explain(args: argparse.Namespace) -> None:
     from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
     from mainstem.params import load_params
-    from mainstem.training.policy import PolicyInputs, explain
-    from mainstem.training.request import workspace_decision
+    from mainstem.training.dry_run import dry_run_decision
+    from mainstem.training.policy import explain
 
     params = load_params(args.workspace)
-    rows, threshold = args.current_rows, args.threshold
-    rows_source = "--current-rows"  # when rows stays None, the master is counted through DVC
-    threshold_source = "--threshold" if threshold is not None else THRESHOLD_VARIABLE
-    variables = None if args.no_airflow else _airflow_variables((ROWS_VARIABLE, THRESHOLD_VARIABLE))
-    if variables and rows is None and variables[ROWS_VARIABLE] is not None:
-        rows, rows_source = variables[ROWS_VARIABLE], f"Airflow Variable {ROWS_VARIABLE}"
-    if variables and threshold is None and variables[THRESHOLD_VARIABLE] is not None:
-        threshold, threshold_source = (
-            variables[THRESHOLD_VARIABLE],
-            f"Airflow Variable {THRESHOLD_VARIABLE}",
-        )
-    given = PolicyInputs(rows, rows_source, threshold, threshold_source, args.in_flight)
-    decision = workspace_decision(params, given)
+    found = _airflow_variables(args, (ROWS_VARIABLE, THRESHOLD_VARIABLE))
+    decision = dry_run_decision(params, _given_values(args, found))
     if args.json:
-        print(json.dumps(decision.to_json(), indent=2, sort_keys=True))
+        print(
+            json.dumps({**decision.to_json(), "airflow": found.to_json()}, indent=2, sort_keys=True)
+        )
     else:
-        print("retrain policy, dry run (nothing is triggered):")
-        print("\n".join(f"  {line}" for line in explain(decision)))
+        print("retrain policy, dry run (nothing is triggered, nothing is written):")
+        print("\n".join(f"  {line}" for line in [_airflow_line(found), *explain(decision)]))
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -153,8 +196,9 @@ def _status(args: argparse.Namespace) -> None:
     from mainstem.params import load_params
 
     params = load_params(args.workspace)
-    variables = None if args.no_airflow else _airflow_variables((THRESHOLD_VARIABLE, ROWS_VARIABLE))
-    status = workspace_status(params, time.time(), variables)
+    found = _airflow_variables(args, (THRESHOLD_VARIABLE, ROWS_VARIABLE))
+    airflow = None if args.no_airflow else {"where": found.where, "error": found.error}
+    status = workspace_status(params, time.time(), found.values, airflow)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
     else:
@@ -258,9 +302,11 @@ def _add_retrain(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         parents=[workspace],
         help="compute the policy's decision as a dry run and print its chain",
         description="Compute the retrain decision the retrain_policy DAG would make, and print "
-        "each step. Values come from the flags, else the Airflow Variables when Airflow is "
-        "configured (AIRFLOW_HOME or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN set), else DVC metrics "
-        "and params.yaml. Nothing is triggered.",
+        "each step with where each value came from. Values come from the flags, else the Airflow "
+        "Variables of the workspace's Airflow (found through the .airflow.json that `make "
+        "airflow` and `make stack` write; else the one AIRFLOW_HOME configures), else DVC "
+        "metrics and params.yaml. When the recorded Airflow cannot be reached it says so. Nothing "
+        "is triggered and nothing is written: without an MLflow store yet, none is created.",
     )
     explain.add_argument(
         "--current-rows", metavar="N", help="master rows now (default: CURRENT_MASTER_ROWS or DVC)"
@@ -273,7 +319,9 @@ def _add_retrain(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     explain.add_argument(
         "--in-flight", action="store_true", help="treat a training as already running"
     )
-    explain.add_argument("--no-airflow", action="store_true", help="ignore Airflow Variables")
+    explain.add_argument(
+        "--no-airflow", action="store_true", help="do not ask Airflow for its Variables"
+    )
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(func=_retrain_explain)
 
@@ -285,11 +333,15 @@ def _add_views(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         help="the drop folder, the lock, the last batches, master rows and the retrain policy",
         description="Show what waits in the drop folder and who holds its lock since when, the "
         "last batches and their outcome, master_rows from DVC metrics, RETRAIN_THRESHOLD_ROWS "
-        "(the Airflow Variable when Airflow is configured, else params.yaml) and the policy's "
-        "last decision. Reads only; changes nothing.",
+        "(the Variable of the workspace's Airflow, found through the .airflow.json that `make "
+        "airflow` and `make stack` write, else params.yaml; it says where the value came from, "
+        "and when that Airflow cannot be reached) and the policy's last decision. Reads only; "
+        "changes nothing.",
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
-    status.add_argument("--no-airflow", action="store_true", help="ignore Airflow Variables")
+    status.add_argument(
+        "--no-airflow", action="store_true", help="do not ask Airflow for its Variables"
+    )
     status.set_defaults(func=_status)
 
     report = verbs.add_parser(

@@ -1,4 +1,4 @@
-"""The names mainstem shares with Airflow: DAG ids, the workspace pool, and the Variables.
+"""The names mainstem shares with Airflow: DAG ids, the workspace pool, Variables, connections.
 
 In: a DAG file's path and the environment. Out: names and a path. The DAG files import this at
 parse time, so it imports nothing heavy; the local Airflow launcher, the policy and `mainstem
@@ -17,6 +17,7 @@ WORKSPACE_POOL = "mainstem_workspace"  # one slot: DVC and git steps of a worksp
 WORKSPACE_ENV = "MAINSTEM_WORKSPACE"
 ROWS_VARIABLE = "CURRENT_MASTER_ROWS"  # written by data_pipeline_dag after each batch
 THRESHOLD_VARIABLE = "RETRAIN_THRESHOLD_ROWS"  # optional; params.yaml retrain.threshold_rows
+ALERTS_CONNECTION = "mainstem_alerts"  # an HTTP connection; alerts are off until it exists
 
 
 def workspace_for(dag_file: str) -> Path:

@@ -1,12 +1,12 @@
 """What a workspace is doing now, for `mainstem status` and `mainstem report`.
 
-In: a workspace's params, the clock, and the Airflow Variables when Airflow is configured. Out: a
-JSON-able dict: the drop folder's contents, who holds its lock since when and from when another
-run may take it over; the last batches with their outcome (raw snapshots and validation reports,
-plus deliveries refused at the drop folder, which only quarantine knows); `master_rows` as DVC
-reports it; the retrain threshold in force and where it comes from; the policy's last decision.
-`describe` renders it as lines. Reading never changes anything, and never loads pandas: the
-reports are read as plain JSON.
+In: a workspace's params, the clock, and the Airflow Variables with the Airflow they were read
+from (or why it could not be reached). Out: a JSON-able dict: which Airflow was asked; the drop
+folder's contents, who holds its lock since when and from when another run may take it over; the
+last batches with their outcome (raw snapshots and validation reports, plus deliveries refused at
+the drop folder, which only quarantine knows); `master_rows` as DVC reports it; the retrain
+threshold in force and where it comes from; the policy's last decision. `describe` renders it as
+lines. Reading never changes anything, and never loads pandas: the reports are read as plain JSON.
 """
 
 from __future__ import annotations
@@ -140,30 +140,44 @@ def master_rows(params: Params) -> dict[str, Any]:
         return {"rows": None, "source": file, "error": str(exc)}
 
 
-def threshold(params: Params, variables: dict[str, str | None] | None) -> dict[str, Any]:
-    """The threshold in force: the Airflow Variable when set, else the params.yaml default."""
+def threshold(
+    params: Params, variables: dict[str, str | None] | None, airflow: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The threshold in force: the Airflow Variable when set, else the params.yaml default.
+
+    `airflow` says which Airflow was asked (`where`) and, when it could not be read, why
+    (`error`); the default then says that the value the DAGs use is unknown.
+    """
     raw = (variables or {}).get(THRESHOLD_VARIABLE)
+    where = f", from {airflow['where']}" if airflow else ""
     if raw is not None:
-        return {"value": raw, "source": f"Airflow Variable {THRESHOLD_VARIABLE}"}
+        return {"value": raw, "source": f"Airflow Variable {THRESHOLD_VARIABLE}{where}"}
     source = "params.yaml retrain.threshold_rows"
     if variables is not None:
-        source += f" (Airflow Variable {THRESHOLD_VARIABLE} is not set)"
+        source += f" (Airflow Variable {THRESHOLD_VARIABLE} is not set{where})"
+    elif airflow and airflow.get("error"):
+        source += f" ({airflow['where']} {airflow['error']}; the value the DAGs use is unknown)"
     return {"value": params.retrain_threshold_rows, "source": source}
 
 
 def workspace_status(
-    params: Params, now: float, variables: dict[str, str | None] | None = None
+    params: Params,
+    now: float,
+    variables: dict[str, str | None] | None = None,
+    airflow: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything `mainstem status` shows; `variables` is None when Airflow is not consulted."""
+    """Everything `mainstem status` shows; `variables` is None when Airflow is not consulted
+    or could not be read, and `airflow` says which Airflow was asked and why it failed."""
     rows = master_rows(params)
     if variables is not None:
         rows["airflow_variable"] = variables.get(ROWS_VARIABLE)
     return {
         "workspace": str(params.root),
+        "airflow": airflow,
         "incoming": incoming_status(params, now),
         "batches": recent_batches(params),
         "master_rows": rows,
-        "retrain_threshold_rows": threshold(params, variables),
+        "retrain_threshold_rows": threshold(params, variables, airflow),
         "last_decision": last_decision(params),
     }
 
@@ -211,6 +225,14 @@ def _takeover_line(held: dict[str, Any]) -> str:
     return f"another run may take it over from {held['takeover']}"
 
 
+def _airflow_lines(airflow: dict[str, Any] | None) -> list[str]:
+    if not airflow:
+        return []
+    if airflow.get("error"):
+        return [f"airflow: {airflow['where']} {airflow['error']}"]
+    return [f"airflow: {airflow['where']}"]
+
+
 def _batch_line(batch: dict[str, Any]) -> list[str]:
     label = f"#{batch['sequence']}" if batch["sequence"] is not None else "--"
     name = f" ({batch['name']})" if batch.get("name") else ""
@@ -232,7 +254,8 @@ def _batch_line(batch: dict[str, Any]) -> list[str]:
 
 def describe(status: dict[str, Any]) -> list[str]:
     """The status as lines a person reads."""
-    lines = [f"workspace: {status['workspace']}", *_incoming_lines(status["incoming"])]
+    lines = [f"workspace: {status['workspace']}", *_airflow_lines(status.get("airflow"))]
+    lines += _incoming_lines(status["incoming"])
     batches = status["batches"]
     lines.append(f"last batches ({len(batches)}):" if batches else "last batches: none yet")
     for batch in batches:

@@ -2,8 +2,11 @@
 
 In: a pipeline workspace, a home folder for Airflow's state, a port, optionally a database URL.
 Out: running processes with the workspace's `dags/` loaded and unpaused, the `mainstem_workspace`
-pool created, and helpers to trigger DAG runs and wait for them through the REST API. `stop()`
-terminates every process it started. Used by `make airflow`, the demo and the end-to-end tests.
+pool created, `RETRAIN_THRESHOLD_ROWS` shown (with a description) in the UI's Variables, the
+workspace's `.airflow.json` saying which Airflow serves it (so `mainstem status` and `retrain
+explain` find its Variables by themselves), and helpers to trigger DAG runs and wait for them
+through the REST API. `stop()` terminates every process it started. Used by `make airflow`, the
+demo and the end-to-end tests.
 
 A stack that owns its processes records them, with its own pid, in `<home>/processes.json`: when
 the launcher is killed before it can stop them, the next start in that home (or `stop_orphans`)
@@ -19,8 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,17 @@ from urllib.parse import quote
 from mainstem.commands import tool_env
 from mainstem.durable import read_json, write_json
 from mainstem.errors import MainstemError
+from mainstem.local.airflow_api import AirflowApi, AirflowRecord, write_record
 from mainstem.local.services import ProcessRecord, port_is_free
-from mainstem.names import DATA_DAG, POLICY_DAG, TRAIN_DAG, WORKSPACE_ENV, WORKSPACE_POOL
+from mainstem.names import (
+    DATA_DAG,
+    POLICY_DAG,
+    THRESHOLD_VARIABLE,
+    TRAIN_DAG,
+    WORKSPACE_ENV,
+    WORKSPACE_POOL,
+)
+from mainstem.params import load_params
 
 log = logging.getLogger(__name__)
 FINISHED = frozenset({"success", "failed"})
@@ -69,7 +79,8 @@ class AirflowStack:
     database_url: str | None = None
     owns_processes: bool = True  # False when a caller records and stops them (`make stack`)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _token: str | None = None
+    started_by: str = "make airflow"  # named in the workspace's Airflow record
+    _client: AirflowApi | None = None
 
     @property
     def url(self) -> str:
@@ -146,6 +157,7 @@ class AirflowStack:
             self._record()
         try:
             self._wait_ready(timeout)
+            self._announce()
         except BaseException:
             self.stop()
             raise
@@ -196,37 +208,43 @@ class AirflowStack:
             (self.home / RECORD_FILE).unlink(missing_ok=True)
         self.processes.clear()
 
-    def token(self) -> str:
-        if self._token is None:
-            request = urllib.request.Request(
-                f"{self.url}/auth/token",
-                data=json.dumps({"username": "admin", "password": self.password()}).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                self._token = str(json.loads(response.read())["access_token"])
-        return self._token
+    def client(self) -> AirflowApi:
+        if self._client is None:
+            self._client = AirflowApi(self.url, self.password_file())
+        return self._client
+
+    def password_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json.generated"
 
     def password(self) -> str:
-        generated = self.home / "simple_auth_manager_passwords.json.generated"
-        return str(json.loads(generated.read_text())["admin"])
+        return str(json.loads(self.password_file().read_text())["admin"])
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if not path.startswith("/api/v2/monitor"):
-            headers["Authorization"] = f"Bearer {self.token()}"
-        request = urllib.request.Request(
-            self.url + path,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers=headers,
-            method=method,
+        return self.client().call(method, path, body)
+
+    def _announce(self) -> None:
+        """Record this Airflow in the workspace, and show the threshold Variable in the UI.
+
+        `RETRAIN_THRESHOLD_ROWS` is created from params.yaml, with a description, only when it is
+        not set yet: a value an operator chose survives a restart.
+        """
+        write_record(
+            self.workspace,
+            AirflowRecord(self.url, str(self.home), str(self.password_file()), self.started_by),
         )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raise MainstemError(f"{method} {path}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
+        if self.client().variable(THRESHOLD_VARIABLE) is not None:
+            return
+        default = load_params(self.workspace).retrain_threshold_rows
+        description = (
+            "New master rows since the production model's training that make retrain_policy_dag "
+            f"train again. Set from params.yaml retrain.threshold_rows ({default}) when Airflow "
+            "started; change it here, or delete it to follow params.yaml."
+        )
+        self.api(
+            "POST",
+            "/api/v2/variables",
+            {"key": THRESHOLD_VARIABLE, "value": str(default), "description": description},
+        )
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         run = self.api(

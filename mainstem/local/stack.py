@@ -82,7 +82,13 @@ def stack_up(state_dir: Path, workspace: Path, ports: StackPorts) -> dict[str, A
     postgres = PostgresCluster(state_dir / "postgres", ports.postgres)
     artifacts, mlflow_log = state_dir / "mlflow-artifacts", state_dir / "mlflow.log"
     mlflow = MlflowServer("", artifacts, ports.mlflow, mlflow_log)
-    airflow = AirflowStack(workspace, state_dir / "airflow", ports.airflow, owns_processes=False)
+    airflow = AirflowStack(
+        workspace,
+        state_dir / "airflow",
+        ports.airflow,
+        owns_processes=False,
+        started_by="make stack",
+    )
     try:
         postgres.init()
         postgres.start()
