@@ -10,6 +10,7 @@ from __future__ import annotations
 import _posixsubprocess
 import contextlib
 import os
+import platform
 import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -51,6 +52,10 @@ def processes_refused() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         for name, (owner, attribute) in PROCESS_STARTS.items():
             patch.setattr(owner, attribute, _refuse(name))
+        # croniter, which Airflow imports lazily (sometimes first inside a test), calls
+        # platform.architecture() at import, which asks the `file` command about the interpreter;
+        # the probe falls back to its defaults when `file` answers nothing, so answer nothing.
+        patch.setattr(platform, "_syscmd_file", lambda target, default="": default)
         yield
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import platform
 import pty
 import subprocess
 from collections.abc import Callable
@@ -48,3 +49,9 @@ STARTS: dict[str, Callable[[], object]] = {
 def test_starting_a_process_fails_the_unit_test(start: Callable[[], object]) -> None:
     with pytest.raises(pytest.fail.Exception, match=r"move this test to tests/func"):
         start()
+
+
+def test_the_interpreter_probe_that_airflow_triggers_starts_no_process() -> None:
+    """croniter, imported by Airflow, calls platform.architecture(), which would run `file`."""
+    bits, _ = platform.architecture()
+    assert bits.endswith("bit")
