@@ -20,7 +20,7 @@ from mainstem.commands import QUIET_ENV
 from mainstem.flow.workspace import configure_remote, create_workspace
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
-from mainstem.params import load_params
+from mainstem.params import IngestParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             child.kill()
     psutil.wait_procs(leftovers, timeout=10)
     shutil.rmtree(os.environ.get("AIRFLOW_HOME", ""), ignore_errors=True)
+
+
+def ingest_params(
+    root: Path, *, stale: float = 3600, grace: float = 0, deadline: float = 600
+) -> IngestParams:
+    """A drop folder and its stores under `root`, as the claim and ingest tests use them."""
+    return IngestParams(
+        incoming_dir=root / "incoming",
+        claimed_batch=root / "claimed_batch.json",
+        raw_dir=root / "raw",
+        quarantine_dir=root / "quarantine",
+        stale_lock_seconds=stale,
+        dead_owner_grace_seconds=grace,
+        manifest_deadline_seconds=deadline,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -16,19 +16,12 @@ from mainstem.intake.delivery import READY
 from mainstem.intake.dropfolder import Claimed, claim_batch
 from mainstem.intake.submit import submit
 from mainstem.params import IngestParams
+from tests.conftest import ingest_params
 
 
 @pytest.fixture
 def params(tmp_path: Path) -> IngestParams:
-    return IngestParams(
-        incoming_dir=tmp_path / "incoming",
-        claimed_batch=tmp_path / "claimed_batch.json",
-        raw_dir=tmp_path / "raw",
-        quarantine_dir=tmp_path / "quarantine",
-        stale_lock_seconds=3600,
-        dead_owner_grace_seconds=0,
-        manifest_deadline_seconds=600,
-    )
+    return ingest_params(tmp_path)
 
 
 def _deliver(params: IngestParams, folder: Path) -> float:

@@ -19,6 +19,7 @@ from mainstem.intake import lock
 from mainstem.intake.dropfolder import Claimed, claim_batch
 from mainstem.intake.submit import submit
 from mainstem.params import IngestParams
+from tests.conftest import ingest_params
 
 CLAIMANTS = 6
 ROUNDS = 5
@@ -26,15 +27,7 @@ FORK = multiprocessing.get_context("fork")
 
 
 def _params(root: Path) -> IngestParams:
-    return IngestParams(
-        incoming_dir=root / "incoming",
-        claimed_batch=root / "claimed_batch.json",
-        raw_dir=root / "raw",
-        quarantine_dir=root / "quarantine",
-        stale_lock_seconds=3600,
-        dead_owner_grace_seconds=0,
-        manifest_deadline_seconds=600,
-    )
+    return ingest_params(root)
 
 
 def _deliver(params: IngestParams, source: Path) -> None:

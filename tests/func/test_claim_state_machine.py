@@ -32,6 +32,7 @@ from mainstem.intake.dropfolder import Claimed, claim_batch, release_batch
 from mainstem.intake.ingest import ingest_claimed, list_raw_batches
 from mainstem.intake.submit import submit
 from mainstem.params import IngestParams
+from tests.conftest import ingest_params
 
 FORK = multiprocessing.get_context("fork")
 REPLY_SECONDS = 30
@@ -116,15 +117,7 @@ class DropFolderMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="mainstem-claims-"))
-        self.params = IngestParams(
-            incoming_dir=self.root / "incoming",
-            claimed_batch=self.root / "claimed_batch.json",
-            raw_dir=self.root / "raw",
-            quarantine_dir=self.root / "quarantine",
-            stale_lock_seconds=3600,
-            dead_owner_grace_seconds=0,
-            manifest_deadline_seconds=600,
-        )
+        self.params = ingest_params(self.root)
         self.params.incoming_dir.mkdir()
         (self.root / "scratch").mkdir()
         self.delivered: dict[str, tuple[DeliveredFile, ...]] = {}

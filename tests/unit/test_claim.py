@@ -15,21 +15,14 @@ from mainstem.intake.dropfolder import Claimed, Idle, Rejected, claim_batch, rel
 from mainstem.intake.ingest import ingest_claimed
 from mainstem.intake.submit import submit
 from mainstem.params import IngestParams
+from tests.conftest import ingest_params
 
 DEADLINE = 600
 
 
 @pytest.fixture
 def params(tmp_path: Path) -> IngestParams:
-    return IngestParams(
-        incoming_dir=tmp_path / "incoming",
-        claimed_batch=tmp_path / "claimed_batch.json",
-        raw_dir=tmp_path / "raw",
-        quarantine_dir=tmp_path / "quarantine",
-        stale_lock_seconds=3600,
-        dead_owner_grace_seconds=0,
-        manifest_deadline_seconds=DEADLINE,
-    )
+    return ingest_params(tmp_path, deadline=DEADLINE)
 
 
 def _batch(folder: Path, tag: str, table_name: str = "table.csv") -> Path:

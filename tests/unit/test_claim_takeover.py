@@ -13,6 +13,7 @@ from mainstem.intake import lock
 from mainstem.intake.dropfolder import Claimed, Idle, claim_batch
 from mainstem.intake.submit import submit
 from mainstem.params import IngestParams
+from tests.conftest import ingest_params
 
 GRACE = 120
 SILENCE = 3600
@@ -20,15 +21,7 @@ SILENCE = 3600
 
 @pytest.fixture
 def params(tmp_path: Path) -> IngestParams:
-    return IngestParams(
-        incoming_dir=tmp_path / "incoming",
-        claimed_batch=tmp_path / "claimed_batch.json",
-        raw_dir=tmp_path / "raw",
-        quarantine_dir=tmp_path / "quarantine",
-        stale_lock_seconds=SILENCE,
-        dead_owner_grace_seconds=GRACE,
-        manifest_deadline_seconds=600,
-    )
+    return ingest_params(tmp_path, stale=SILENCE, grace=GRACE)
 
 
 def _claimed(params: IngestParams, tmp_path: Path, one_process: bool) -> Claimed:
