@@ -99,7 +99,8 @@ def test_experiment_switch_and_batches_leave_only_complete_snapshots(
     assert git(["ls-files", "contracts/produce/v3.yaml"], workspace).stdout.strip()
 
     run = process_next_batch(workspace)
-    assert run.report is not None and run.report["contract"] == "produce/v3"
+    assert run.report is not None
+    assert run.report["contract"] == "produce/v3"
     deliver(BatchSpec(1, first_id=1, rows=40, loose_rows=9))  # the same content again
     process_next_batch(workspace)
 
@@ -124,7 +125,8 @@ def test_the_claim_ticket_stays_small_and_the_raw_snapshot_lists_the_files(
     assert len(params.ingest.claimed_batch.read_text().splitlines()) < 10
     raw = json.loads((params.ingest.raw_dir / ticket["batch_id"] / "batch.json").read_text())
     assert len(raw["files"]) == 61
-    assert run.report is not None and run.report["rows_accepted"] == 60
+    assert run.report is not None
+    assert run.report["rows_accepted"] == 60
     assert not (params.ingest.claimed_batch.with_name("claimed_batch.files.json")).exists()
 
 
@@ -137,7 +139,7 @@ def test_a_pipeline_commit_waits_for_the_claimed_batch(workspace: Path, deliver:
     _use_contract_in_params(workspace, 2)
     with pytest.raises(LockError, match="is claimed by"):
         commit_pipeline(workspace)
-    with pytest.raises(PipelineChangedError, match="git checkout HEAD -- params.yaml"):
+    with pytest.raises(PipelineChangedError, match=r"git checkout HEAD -- params\.yaml"):
         run_step(BATCH_FLOW, "repro", FlowRun(workspace, "run-1"), {})
 
 
