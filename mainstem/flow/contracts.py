@@ -209,9 +209,10 @@ def use_contract(root: Path, version: int, accept_breaking: bool = False) -> Con
     set_contract_version(params.root / PARAMS_FILE, version)
     lines = describe(changes, _ref(params, current), _ref(params, version))
     accepted = (
-        f"accepted: breaking switch, {dropped} master rows dropped (--accept-breaking)"
+        f"accepted: a breaking switch; the check foresaw {dropped} master rows dropped "
+        "(--accept-breaking)"
         if breaking and dropped
-        else "accepted: no master row dropped"
+        else "accepted: the check foresaw no master row dropped"
     )
     note = "\n".join([*lines, "", *describe_check(check), "", accepted])
     commit = commit_pipeline(params.root, note)

@@ -5,7 +5,8 @@ required value missing, each of its checks), the number of master rows that fail
 examples (key and value), and the number of rows that fail any. The checks run as Arrow compute
 kernels over one part at a time, reading only the columns the contract constrains, so a million
 rows take well under a second; nothing is written. Checks pandera expresses but this replay does
-not (regular expressions, custom checks) are listed as not replayed rather than guessed.
+not (regular expressions, custom checks), and image limits (the master keeps canonical images,
+not the delivered files), are listed as not replayed rather than guessed.
 """
 
 from __future__ import annotations
@@ -63,14 +64,14 @@ class Replay:
 
 def _scalar(value: Any, kind: pa.DataType) -> pa.Scalar:
     if pa.types.is_timestamp(kind):
-        return pa.scalar(pd.Timestamp(value).to_datetime64(), kind)
+        return pa.scalar(pd.Timestamp(value).value, pa.timestamp("ns")).cast(kind)
     return pa.scalar(value, kind)
 
 
 def _range(column: pa.Array, spec: dict[str, Any], length: bool = False) -> pa.Array:
     values = pc.utf8_length(column) if length else column
     kind = values.type
-    fails = pc.scalar(False)
+    fails = pa.array([False] * len(values))
     if spec.get("min_value") is not None:
         below = pc.less if spec.get("include_min", True) else pc.less_equal
         fails = pc.or_(fails, below(values, _scalar(spec["min_value"], kind)))
@@ -125,12 +126,16 @@ def column_failures(
 def unreplayable(contract: Contract) -> list[str]:
     """The checks of `contract` this replay cannot run, as `column.check`."""
     columns = contract.schema_spec.get("columns") or {}
-    return sorted(
+    checks = sorted(
         f"{name}.{check}"
         for name, spec in columns.items()
         for check in (spec or {})
         if check not in _DOCS and check not in _CHECKS
     )
+    # the master holds canonical images only: limits on the delivered files need the raw batches
+    return checks + [
+        f"images.{rule.column} (checked on the raw batches)" for rule in contract.images
+    ]
 
 
 def replay_table(table: pa.Table, contract: Contract, into: Replay) -> None:

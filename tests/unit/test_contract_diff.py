@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,20 @@ def test_v2_is_breaking_and_going_back_to_v1_is_not() -> None:
 
     assert exit_code(diff_contracts(V1, v2)) == 2
     assert exit_code(diff_contracts(v2, V1)) == 1
+
+
+@pytest.mark.parametrize(("old", "new", "status"), [(1, 1, 0), (2, 1, 1), (1, 2, 2), (1, 9, 3)])
+def test_the_cli_exit_status_says_none_non_breaking_breaking_or_unreadable(
+    old: int, new: int, status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mainstem.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["contract", "diff", str(old), str(new), "--json", "--workspace", str(ROOT)])
+
+    assert exited.value.code == status
+    out, err = capsys.readouterr()
+    if status == 3:
+        assert "v9.yaml does not exist" in err
+    else:
+        assert len(json.loads(out)) == (0 if status == 0 else 7)
