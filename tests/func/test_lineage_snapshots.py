@@ -159,3 +159,24 @@ def test_status_does_not_call_an_accepted_batch_quarantined(
     assert entry["outcome"] == "accepted"
     assert "quarantine" not in entry
     assert entry["quarantined_before"] == str(earlier)
+
+
+def test_a_discarded_experiment_leaves_the_next_batch_a_complete_snapshot(
+    workspace: Path, deliver: Deliver, tmp_path: Path
+) -> None:
+    dvc(["push", "--quiet"], workspace)
+    deliver(BatchSpec(1, first_id=1, rows=40, loose_rows=9))
+    process_next_batch(workspace)
+    dvc(["exp", "run", "--quiet", "-S", "validate.contract_version=2", "merge"], workspace)
+
+    # the README's way to discard it
+    git(["checkout", "HEAD", "--", "params.yaml", "dvc.lock", "metrics"], workspace)
+    dvc(["checkout", "--quiet", "--force"], workspace)
+    deliver(BatchSpec(2, first_id=41, rows=20))
+    run = process_next_batch(workspace)
+
+    assert run.report is not None
+    assert run.report["contract"] == "produce/v1"
+    assert run.master_rows == 60
+    assert git(["status", "--porcelain"], workspace).stdout == ""
+    _assert_every_commit_is_a_snapshot(workspace, tmp_path)
