@@ -8,7 +8,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks import decision_bench, flow_bench, images_bench, merge_bench, versioning_bench
+from benchmarks import (
+    decision_bench,
+    flow_bench,
+    images_bench,
+    lineage_bench,
+    merge_bench,
+    versioning_bench,
+)
 from benchmarks.results_table import Results
 from benchmarks.sizes import SIZES
 from mainstem.commands import QUIET_ENV
@@ -20,6 +27,7 @@ SECTIONS = {
     "P4": images_bench.run,
     "P5": flow_bench.run,
     "P6": decision_bench.run,
+    "P7": lineage_bench.run,
 }
 
 
