@@ -120,8 +120,8 @@ def require_committed_pipeline(params: Params) -> None:
         return
     shown = ", ".join(c.describe() for c in changes[:5]) + (", ..." if len(changes) > 5 else "")
     raise PipelineChangedError(
-        f"the pipeline changed since the last commit ({shown}); no batch runs under an "
-        "uncommitted pipeline. To keep the change, run `mainstem pipeline commit` (for a new "
-        "contract, `mainstem contract use N`); to discard it, "
+        f"the pipeline changed since the last commit ({shown}); no batch or training "
+        "runs under an uncommitted pipeline. To keep the change, run `mainstem pipeline "
+        "commit` (for a new contract, `mainstem contract use N`); to discard it, "
         f"{_discard_hint(changes)}. Then run again."
     )

@@ -180,3 +180,16 @@ def test_a_discarded_experiment_leaves_the_next_batch_a_complete_snapshot(
     assert run.master_rows == 60
     assert git(["status", "--porcelain"], workspace).stdout == ""
     _assert_every_commit_is_a_snapshot(workspace, tmp_path)
+
+
+def test_a_training_waits_for_the_pipeline_commit_too(workspace: Path) -> None:
+    from mainstem.flow.runner import FlowRun, run_step
+    from mainstem.flow.sequences import TRAINING_FLOW
+
+    _use_contract_in_params(workspace, 2)
+    request = load_params(workspace).train.request_file
+    before = request.read_bytes()
+
+    with pytest.raises(PipelineChangedError, match="no batch or training runs"):
+        run_step(TRAINING_FLOW, "train", FlowRun(workspace, "trainer"), {"decision": {}})
+    assert request.read_bytes() == before
