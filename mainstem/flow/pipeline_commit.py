@@ -41,13 +41,16 @@ def commit_pipeline(root: Path, note: str = "") -> str | None:
     """
     root = Path(root).resolve()
     params = load_params(root)
-    holder = lock.read_owner(params.ingest.incoming_dir)
-    if holder is not None:
-        raise LockError(
-            f"batch {holder.batch_id} is claimed by {holder.describe()}; the pipeline can change "
-            "once it is released: let the run finish (or `mainstem process` resume it), then retry"
-        )
     changes = pipeline_changes(root)
+    holder = lock.read_owner(params.ingest.incoming_dir)
+    if holder is not None and changes:
+        changed = " ".join(c.path for c in changes)
+        raise LockError(
+            f"batch {holder.batch_id} is claimed by {holder.describe()} and finishes under the "
+            f"committed pipeline: set the change aside (`git stash push --include-untracked -- "
+            f"{changed}`), let the run finish or `mainstem process` resume it, then "
+            "`git stash pop` and retry"
+        )
     if not changes:
         log.info("the pipeline is as committed; nothing to record")
         return None
