@@ -13,6 +13,7 @@ from benchmarks import (
     explain_bench,
     flow_bench,
     images_bench,
+    lineage_bench,
     merge_bench,
     versioning_bench,
 )
@@ -28,6 +29,7 @@ SECTIONS = {
     "P5": flow_bench.run,
     "P6": decision_bench.run,
     "P7": explain_bench.run,
+    "P13": lineage_bench.run,
 }
 
 

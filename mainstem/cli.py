@@ -227,6 +227,70 @@ def _stack_up(args: argparse.Namespace) -> None:
     print("\n".join(describe_stack(state)))
 
 
+def _pipeline_commit(args: argparse.Namespace) -> None:
+    from mainstem.flow.pipeline_commit import commit_pipeline
+
+    commit = commit_pipeline(Path(args.workspace))
+    print(
+        f"recorded {commit[:12]}" if commit else "the pipeline is as committed; nothing to record"
+    )
+
+
+def _contract_diff(args: argparse.Namespace) -> None:
+    from mainstem.errors import MainstemError
+    from mainstem.flow.contracts import contract_diff
+    from mainstem.params import load_params
+    from mainstem.validation.contract_diff import describe, exit_code
+
+    try:  # exit statuses 1 and 2 mean non-breaking and breaking: a bad input exits 3
+        params = load_params(args.workspace)
+        changes = contract_diff(params, args.old, args.new)
+    except MainstemError as exc:
+        print(f"mainstem: error: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
+    if args.json:
+        print(json.dumps([c.to_json() for c in changes], indent=2))
+    else:
+        dataset = params.validate.dataset
+        print("\n".join(describe(changes, f"{dataset}/v{args.old}", f"{dataset}/v{args.new}")))
+    raise SystemExit(exit_code(changes))
+
+
+def _contract_check(args: argparse.Namespace) -> None:
+    from mainstem.flow.contracts import contract_check, describe_check
+    from mainstem.params import load_params
+
+    check = contract_check(load_params(args.workspace), args.version, args.batches)
+    if args.json:
+        print(json.dumps(check.to_json(), indent=2, default=str))
+    else:
+        print("\n".join(describe_check(check)))
+
+
+def _contract_use(args: argparse.Namespace) -> None:
+    from mainstem.flow.contracts import describe_check, use_contract
+    from mainstem.validation.contract_diff import describe
+
+    switch = use_contract(Path(args.workspace), args.version, args.accept_breaking)
+    print(
+        "\n".join(
+            [*describe(switch.changes, switch.old, switch.new), *describe_check(switch.check)]
+        )
+    )
+    print(f"switched to {switch.new}; pipeline commit {(switch.commit or '')[:12]}")
+
+
+def _master_diff(args: argparse.Namespace) -> None:
+    from mainstem.flow.master_diff import describe_diff, master_diff
+    from mainstem.params import load_params
+
+    diff = master_diff(load_params(args.workspace), args.old, args.new)
+    if args.json:
+        print(json.dumps(diff.to_json(), indent=2, default=str))
+    else:
+        print("\n".join(describe_diff(diff)))
+
+
 def _stack_down(args: argparse.Namespace) -> None:
     from mainstem.local.stack import stack_down
 
@@ -358,6 +422,67 @@ def _add_views(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     report.set_defaults(func=_report)
 
 
+def _add_lineage(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
+    pipeline = verbs.add_parser("pipeline", help="record a change of the pipeline in git")
+    pipeline_verbs = pipeline.add_subparsers(dest="pipeline_verb", required=True, metavar="SUBVERB")
+    commit = pipeline_verbs.add_parser(
+        "commit",
+        parents=[workspace],
+        help="re-run the pipeline under its changed files and commit both",
+        description="Batches are refused while params.yaml, dvc.yaml, contracts/, stages/, dags/ "
+        "or mainstem/ differ from the last commit. This re-runs `dvc repro merge` under the "
+        "change and commits it with its outputs, in a commit that says what changed.",
+    )
+    commit.set_defaults(func=_pipeline_commit)
+
+    contract = verbs.add_parser("contract", help="compare, check and switch data contracts")
+    contract_verbs = contract.add_subparsers(dest="contract_verb", required=True, metavar="SUBVERB")
+    diff = contract_verbs.add_parser(
+        "diff",
+        parents=[workspace],
+        help="classify the changes from contract version A to B",
+        description="Each change is breaking or non-breaking. Exit status: 0 no change, "
+        "1 non-breaking only, 2 breaking, 3 a contract could not be read.",
+    )
+    diff.add_argument("old", type=int, metavar="A", help="contract version, e.g. 1")
+    diff.add_argument("new", type=int, metavar="B", help="contract version, e.g. 2")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.set_defaults(func=_contract_diff)
+    check = contract_verbs.add_parser(
+        "check",
+        parents=[workspace],
+        help="replay contract N over the master and the last raw batches; changes nothing",
+    )
+    check.add_argument("version", type=int, metavar="N", help="contract version")
+    check.add_argument(
+        "--batches", type=int, default=3, metavar="K", help="raw batches to replay (default 3)"
+    )
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(func=_contract_check)
+    use = contract_verbs.add_parser(
+        "use",
+        parents=[workspace],
+        help="diff, check, then switch to contract N in a pipeline commit",
+    )
+    use.add_argument("version", type=int, metavar="N", help="contract version")
+    use.add_argument(
+        "--accept-breaking",
+        action="store_true",
+        help="switch even though the change is breaking and drops master rows",
+    )
+    use.set_defaults(func=_contract_use)
+
+    master = verbs.add_parser(
+        "diff",
+        parents=[workspace],
+        help="keys added, updated and removed in the master between two commits or batches",
+    )
+    master.add_argument("old", metavar="A", help="a commit, or a batch id or name")
+    master.add_argument("new", metavar="B", help="a commit, or a batch id or name")
+    master.add_argument("--json", action="store_true", help="print the diff as JSON")
+    master.set_defaults(func=_master_diff)
+
+
 def _add_stack(verbs: Verbs) -> None:
     from mainstem.local.stack import StackPorts, default_state_dir, default_workspace
 
@@ -415,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flow_verbs(verbs, workspace)
     _add_retrain(verbs, workspace)
     _add_views(verbs, workspace)
+    _add_lineage(verbs, workspace)
     _add_stack(verbs)
     return parser
 

@@ -63,3 +63,7 @@ class PolicyError(MainstemError):
 
 class BatchFailedError(MainstemError):
     """A step of the batch path failed; the batch stays claimed and the next run resumes it."""
+
+
+class PipelineChangedError(MainstemError):
+    """The workspace's pipeline differs from its last commit; the message says how to record it."""

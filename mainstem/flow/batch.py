@@ -12,6 +12,7 @@ killed anywhere is finished by the next one, which takes over the dead run's loc
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -23,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mainstem import crashpoints
 from mainstem.commands import dvc
 from mainstem.durable import clear_staging
 from mainstem.errors import BatchFailedError, BatchRejectedError, MainstemError
-from mainstem.flow.lineage import BatchRecord, record
+from mainstem.flow.lineage import BatchRecord, committed_text, record
+from mainstem.flow.pipeline import require_committed_pipeline
 from mainstem.flow.runner import FlowRun, push_outputs, run_flow
 from mainstem.flow.sequences import BATCH_FLOW, StepState
 from mainstem.intake.dropfolder import ClaimResult, Idle, Rejected, claim_batch, release_batch
@@ -138,8 +142,30 @@ def record_batch(params: Params, batch_id: str, duplicate: bool | None = None) -
     delivered_as = str(ticket["name"]) if current and ticket.get("name") else None
     rows = master_rows(params)
     report = batch_report(params.validate.validated_dir, batch_id)
-    message = BatchRecord.from_report(report, rows, duplicate, delivered_as).message()
+    before = master_before(params)
+    message = BatchRecord.from_report(report, rows, duplicate, delivered_as, before).message()
     return record(params.root, lineage_paths(params), message)
+
+
+def _merge_out_hash(lock_text: str | None) -> str | None:
+    """The master's DVC hash in a `dvc.lock` text; None when it records no merge."""
+    merge = (yaml.safe_load(lock_text or "") or {}).get("stages", {}).get(REPRO_TARGET) or {}
+    outs = merge.get("outs") or [{}]
+    return outs[0].get("md5")
+
+
+def master_before(params: Params) -> tuple[int | None, bool]:
+    """The master's rows at the last commit, and whether its content differs from that commit's.
+
+    A re-delivered batch applies nothing unless the pipeline changed in between; the lineage
+    message must not call it a duplicate when the master moved.
+    """
+    root = params.root
+    metrics = committed_text(root, params.merge.metrics_file)
+    rows = json.loads(metrics).get("master_rows") if metrics else None
+    committed = _merge_out_hash(committed_text(root, root / "dvc.lock"))
+    now = _merge_out_hash((root / "dvc.lock").read_text(encoding="utf-8"))
+    return (int(rows) if rows is not None else None, committed != now)
 
 
 def release_claimed(
@@ -155,9 +181,13 @@ def release_claimed(
 
 
 def claim(run: FlowRun, state: StepState) -> StepState | None:
-    """Claim the waiting batch (or resume or recover one); None when there is nothing to do."""
+    """Claim the waiting batch (or resume or recover one); None when there is nothing to do.
+
+    Refused, before anything is claimed, while the pipeline differs from its last commit.
+    """
     params = run.params
     preflight(params)
+    require_committed_pipeline(params)
     result = claim_batch(params.ingest, run.owner_id, time.time(), run.one_process)
     run.seen["claim"] = result
     if isinstance(result, Idle):
@@ -178,8 +208,12 @@ def claim(run: FlowRun, state: StepState) -> StepState | None:
 
 
 def repro(run: FlowRun, state: StepState) -> StepState:
-    """`dvc repro merge`, after clearing what a killed run may have left half-built."""
+    """`dvc repro merge`, after clearing what a killed run may have left half-built.
+
+    Refused, like the claim, while the pipeline differs from its last commit.
+    """
     params = run.params
+    require_committed_pipeline(params)
     clear_leftovers(params)
     run_dvc(run.root, repro_args(), claimed_batch_id(params.ingest))
     return {}

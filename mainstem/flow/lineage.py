@@ -43,16 +43,27 @@ class BatchRecord:
     contract: str
     duplicate: bool = False
     first_name: str | None = None
+    master_rows_before: int | None = None  # at the previous commit, when known
+    master_changed: bool = False  # the master's content differs from the previous commit's
 
     def message(self) -> str:
         title = f"batch {self.batch_id}"
         if self.name:
             title += f" ({self.name})"
-        if self.duplicate:
-            first = f" ({self.first_name})" if self.first_name else ""
+        first = f" ({self.first_name})" if self.first_name else ""
+        if self.duplicate and not self.master_changed:
             return (
                 f"{title}: duplicate delivery, nothing applied; master {self.master_rows} rows\n\n"
                 f"The same content was ingested earlier as batch {self.batch_id}{first}.\n"
+            )
+        if self.duplicate:
+            before = "?" if self.master_rows_before is None else str(self.master_rows_before)
+            return (
+                f"{title}: re-delivery, applied under contract {self.contract}; "
+                f"{self.rows_in} rows in, {self.rows_accepted} accepted, {self.rows_rejected} "
+                f"rejected; master {before} → {self.master_rows} rows\n\n"
+                f"The same content was ingested earlier as batch {self.batch_id}{first}; the "
+                "pipeline changed since, and this run changed the master.\n"
             )
         return (
             f"{title}: {self.status}; {self.rows_in} rows in, {self.rows_accepted} accepted, "
@@ -67,8 +78,12 @@ class BatchRecord:
         master_rows: int,
         duplicate: bool = False,
         delivered_as: str | None = None,
+        before: tuple[int | None, bool] = (None, False),
     ) -> BatchRecord:
-        """The record of a batch from its validation report; `delivered_as` names a re-delivery."""
+        """The record of a batch from its validation report; `delivered_as` names a re-delivery.
+
+        `before` is the master's rows at the previous commit and whether its content changed since.
+        """
         first_name = report.get("name")
         return cls(
             batch_id=str(report["batch_id"]),
@@ -81,6 +96,8 @@ class BatchRecord:
             contract=str(report["contract"]),
             duplicate=duplicate,
             first_name=first_name if duplicate else None,
+            master_rows_before=before[0],
+            master_changed=before[1],
         )
 
 
@@ -91,6 +108,12 @@ def batches_named(root: Path, name: str) -> list[str]:
         return []
     found = (_BATCH_TITLE.match(subject) for subject in completed.stdout.splitlines())
     return sorted({m.group(1) for m in found if m and m.group(2) == name})
+
+
+def committed_text(root: Path, path: Path) -> str | None:
+    """The file at `path` as the last commit holds it; None before it was first committed."""
+    shown = git(["show", f"HEAD:{path.relative_to(root).as_posix()}"], root, check=False)
+    return shown.stdout if shown.returncode == 0 else None
 
 
 def git_lock_files(root: Path) -> list[Path]:

@@ -107,7 +107,11 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
             html = validated / raw.batch_id / REPORT_HTML
             entry["report"] = str(html) if html.exists() else None
         if (quarantine / raw.batch_id).is_dir():
-            entry["quarantine"] = str(quarantine / raw.batch_id)
+            # a delivery the contract in force accepts is not quarantined, even if an earlier
+            # contract rejected an earlier delivery of the same content
+            rejected_now = report is None or report["status"] == "rejected"
+            key = "quarantine" if rejected_now else "quarantined_before"
+            entry[key] = str(quarantine / raw.batch_id)
         batches.append((float(raw.sequence), entry))
     if quarantine.is_dir():
         for folder in sorted(quarantine.iterdir()):
@@ -249,6 +253,11 @@ def _batch_line(batch: dict[str, Any]) -> list[str]:
         lines.append(f"         report: {batch['report']}")
     if batch.get("quarantine"):
         lines.append(f"         quarantined in {batch['quarantine']}")
+    if batch.get("quarantined_before"):
+        lines.append(
+            f"         accepted now; an earlier delivery was rejected by the contract then in "
+            f"force ({batch['quarantined_before']})"
+        )
     return lines
 
 

@@ -17,6 +17,7 @@ from mainstem.durable import read_json
 from mainstem.errors import MissingDecisionError
 from mainstem.flow.batch import lineage_paths
 from mainstem.flow.lineage import record
+from mainstem.flow.pipeline import require_committed_pipeline
 from mainstem.flow.runner import FlowRun, push_outputs, run_flow
 from mainstem.flow.sequences import TRAINING_FLOW, StepState
 from mainstem.params import Params
@@ -46,7 +47,11 @@ def commit_training(params: Params) -> str | None:
 
 
 def train(run: FlowRun, state: StepState) -> StepState:
-    """Write the train request for the decision and run `dvc repro train` on it."""
+    """Write the train request for the decision and run `dvc repro train` on it.
+
+    Refused while the pipeline differs from its last commit, as a batch is.
+    """
+    require_committed_pipeline(run.params)
     decision_json = state.get("decision")
     if not decision_json:
         raise MissingDecisionError(

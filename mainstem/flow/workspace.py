@@ -87,6 +87,8 @@ def create_workspace(dest: Path, source: Path | None = None) -> Path:
     dvc(["config", "core.check_update", "false"], dest)
     configure_remote(dest)
     dvc(["repro", "--quiet"], dest)
+    # the first commit is a snapshot like every later one: its outputs can be pulled
+    dvc(["push", "--quiet"], dest)
     git(["add", "--all"], dest)
     git([*AUTHOR, "commit", "--quiet", "-m", "workspace: pipeline and empty master"], dest)
     return dest

@@ -79,12 +79,21 @@ class Delivery:
         return tuple(f for f in self.files if is_table(f.path))
 
     def ticket(self) -> dict[str, object]:
-        """The claim record ingest reads: content only, so equal content gives an equal ticket."""
+        """The claim record: content only, so equal content gives an equal ticket.
+
+        It is committed with every batch, so it names the content (the batch id is its hash) and
+        sums it up; the per-file list is `file_list()`, kept in the raw snapshot.
+        """
         return {
             "batch_id": self.batch_id,
             "name": self.name,
-            "files": [f.to_json() for f in self.files],
+            "file_count": len(self.files),
+            "bytes": sum(f.size for f in self.files),
         }
+
+    def file_list(self) -> dict[str, object]:
+        """Every delivered file with its size and sha256, under the batch id they hash to."""
+        return {"batch_id": self.batch_id, "files": [f.to_json() for f in self.files]}
 
 
 def is_table(path: str) -> bool:

@@ -108,11 +108,48 @@ def read_ticket(params: IngestParams) -> dict[str, object]:
     return ticket if isinstance(ticket, dict) else {}
 
 
-def ticket_files(ticket: dict[str, object]) -> list[DeliveredFile]:
-    files = ticket.get("files")
+def _listed(files: object) -> list[DeliveredFile]:
     if not isinstance(files, list):
         return []
     return [DeliveredFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in files]
+
+
+def ticket_files(params: IngestParams, ticket: dict[str, object]) -> list[DeliveredFile]:
+    """The claimed batch's files: from the raw snapshot once ingested, else the claim's list.
+
+    The claim's list (`claimed_files_path`, which git ignores) counts only if it hashes to the
+    ticket's batch id. Tickets written before the list moved out of them carry it inline.
+    """
+    if isinstance(ticket.get("files"), list):
+        return _listed(ticket["files"])
+    batch_id = ticket.get("batch_id")
+    if not batch_id:
+        return []
+    for source in (params.raw_dir / str(batch_id) / "batch.json", claimed_files_path(params)):
+        try:
+            listing = read_json(source)
+        except (FileNotFoundError, ValueError):
+            continue
+        files = _listed(listing.get("files")) if isinstance(listing, dict) else []
+        if listing.get("batch_id") == batch_id and batch_id_of(files) == batch_id:
+            return files
+    return []
+
+
+def claimed_files_path(params: IngestParams) -> Path:
+    """Where the claim lists the delivered files while the claim lasts, beside the ticket.
+
+    Ingest copies from it and the raw snapshot keeps the list for good, so the git-tracked
+    ticket stays a few lines long whatever the size of the batch.
+    """
+    ticket = params.claimed_batch
+    return ticket.with_name(f"{ticket.stem}.files.json")
+
+
+def _drop_claimed_files(params: IngestParams) -> None:
+    path = claimed_files_path(params)
+    with storage_errors(f"could not remove {path}"):
+        path.unlink(missing_ok=True)
 
 
 def claim_batch(
@@ -190,7 +227,10 @@ def _resume(
 
 
 def _files_match(params: IngestParams, ticket: dict[str, object]) -> bool:
-    for item in ticket_files(ticket):
+    files = ticket_files(params, ticket)
+    if not files:
+        return False
+    for item in files:
         try:
             if hash_file(params.incoming_dir / item.path) != (item.size, item.sha256):
                 return False
@@ -255,6 +295,7 @@ def _finish_claim(
 ) -> ClaimResult:
     if resumed and not delivery.files and not delivery.problems:
         # The previous holder released every file and died before removing the lock.
+        _drop_claimed_files(params)
         lock.release(params.incoming_dir)
         return Idle("cleared a stale lock whose batch had already been released")
     reasons = [p.describe() for p in delivery.problems]
@@ -283,6 +324,7 @@ def _finish_claim(
             duplicate_of["sequence"],
         )
     crashpoints.reach("claim ticket")
+    write_json(claimed_files_path(params), delivery.file_list())
     write_json(params.claimed_batch, {**delivery.ticket(), "duplicate_of": duplicate_of})
     return Claimed(
         delivery.batch_id,
@@ -366,7 +408,7 @@ def release_batch(
         lock.heartbeat(incoming, owner, time.time())
     ticket = read_ticket(params)
     batch_id = str(ticket.get("batch_id") or batch_id_of([]))
-    files = ticket_files(ticket)
+    files = ticket_files(params, ticket)
     if rejected_report is not None:
         report = rejected_report or rejection_report(batch_id, [], stage="validate")
         quarantine_delivery(params, batch_id, report, only=files)
@@ -390,6 +432,7 @@ def release_batch(
     leftovers = [printable(rel) for rel in _all_entries(incoming)]
     if leftovers:
         log.warning("left in %s after batch %s: %s", incoming, batch_id, leftovers)
+    _drop_claimed_files(params)
     lock.release(incoming, owner)
     return leftovers
 

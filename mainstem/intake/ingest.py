@@ -95,12 +95,13 @@ def ingest_claimed(params: IngestParams) -> RawBatch | None:
     if (target / BATCH_FILE).exists():
         log.info("batch %s is already in %s; nothing to ingest", batch_id, params.raw_dir)
         return None
-    files = ticket_files(ticket)
+    files = ticket_files(params, ticket)
     missing = [f.path for f in files if not (params.incoming_dir / f.path).exists()]
-    if missing:
+    if missing or not files:
+        what = f"missing {missing[0]}" if missing else "no list of its files"
         raise MainstemError(
             f"claimed batch {batch_id} is neither in {params.raw_dir} nor complete in "
-            f"{params.incoming_dir} (missing {missing[0]}); run `dvc pull` to fetch raw batches"
+            f"{params.incoming_dir} ({what}); run `dvc pull` to fetch raw batches"
         )
     existing = list_raw_batches(params.raw_dir)
     sequence = existing[-1].sequence + 1 if existing else 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mainstem.commands import dvc
 from mainstem.flow.batch import process_next_batch
+from mainstem.flow.pipeline_commit import commit_pipeline
 from mainstem.flow.workspace import configure_remote
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
@@ -28,10 +29,14 @@ OLD_ENCODING, NEW_ENCODING = '"compression": "zstd"', '"compression": "gzip"'
 
 
 def change_encoding(workspace: Path) -> None:
-    """Switch the workspace's own copy of the library to another Parquet compression."""
+    """Switch the workspace's own copy of the library to another Parquet compression.
+
+    The change is recorded in a pipeline commit, as no batch runs under uncommitted code.
+    """
     source = (workspace / COLUMNAR).read_text()
     assert OLD_ENCODING in source, f"{COLUMNAR} no longer sets {OLD_ENCODING}; update this test"
     (workspace / COLUMNAR).write_text(source.replace(OLD_ENCODING, NEW_ENCODING))
+    assert commit_pipeline(workspace) is not None
 
 
 def deliver_and_process(workspace: Path, spec: BatchSpec, deliveries: Path) -> None:
