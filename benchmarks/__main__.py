@@ -28,7 +28,7 @@ SECTIONS = {
     "P4": images_bench.run,
     "P5": flow_bench.run,
     "P6": decision_bench.run,
-    "P7": explain_bench.run,
+    "P12": explain_bench.run,
     "P13": lineage_bench.run,
 }
 

@@ -4,7 +4,9 @@ In: a workspace's params and the values given from outside (flags or Airflow Var
 where it came from). Out: the RetrainDecision the policy would make now. A workspace's SQLite
 store that does not exist yet holds no production model and no run, so the facts are an empty
 store's, found without importing MLflow, which would create the file and its tables (seconds,
-and a log on stderr). An existing store, or a server, is read with MLflow's own logging quiet.
+and a log on stderr). An existing SQLite store is read read-only without MLflow too
+(training/sqlite_store.py), as importing MLflow alone takes seconds; a server is read through
+MLflow, with its own logging quiet.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from mainstem.metrics import read_metric
 from mainstem.params import Params
@@ -27,24 +28,25 @@ from mainstem.training.policy import (
     workspace_scope,
 )
 from mainstem.training.registry import connect, tracking_uri
+from mainstem.training.sqlite_store import read_facts, sqlite_path
 
-SQLITE_PREFIX = "sqlite:///"
 DVC_ROWS_SOURCE = "DVC metrics"
 
 
-def absent_sqlite_store(uri: str) -> Path | None:
-    """The file of a `sqlite:///` store when it does not exist yet; None otherwise."""
-    if not uri.startswith(SQLITE_PREFIX):
-        return None
-    database = Path(uri[len(SQLITE_PREFIX) :])
-    return None if database.exists() else database
-
-
 def read_store(uri: str, scope: Scope, running_started_after_ms: int) -> StoreFacts:
-    """What the store at `uri` holds for `scope`: an empty store's facts when it is a SQLite file
-    that does not exist yet (nothing is imported or created), else what MLflow finds there."""
-    if absent_sqlite_store(uri) is not None:
-        return StoreFacts(uri, scope, None, None, None, None)
+    """What the store at `uri` holds for `scope`, creating nothing.
+
+    A SQLite file that does not exist yet is an empty store (nothing is imported or created); an
+    existing one is read read-only with the standard library. Only a server, or a SQLite store of
+    another MLflow schema, is read through MLflow, with its logging quiet.
+    """
+    database = sqlite_path(uri)
+    if database is not None:
+        if not database.exists():
+            return StoreFacts(uri, scope, None, None, None, None)
+        facts = read_facts(database, uri, scope, running_started_after_ms)
+        if facts is not None:
+            return facts
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return look_up(connect(uri), scope, running_started_after_ms)

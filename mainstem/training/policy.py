@@ -15,6 +15,7 @@ the DAG passes the Variables' values in.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -281,15 +282,19 @@ def _last_compatible(
     if not runs:
         return None
     run = runs[0]
-    rows = run.data.metrics.get("master_rows")
+    return compatible_run(run.info.run_id, run.data.metrics.get("master_rows"))
+
+
+def compatible_run(run_id: str, rows: float | None) -> CompatibleRun:
+    """The newest compatible FINISHED run, given its `master_rows` metric (None: not logged)."""
     if rows is None:
         raise PolicyError(
-            f"run {run.info.run_id} (the newest compatible FINISHED run) has no metric "
+            f"run {run_id} (the newest compatible FINISHED run) has no metric "
             "master_rows, so new rows cannot be counted; log master_rows on it or delete the run"
         )
-    if rows != int(rows) or rows < 0:
-        raise PolicyError(f"run {run.info.run_id} has master_rows={rows}, not a row count")
-    return CompatibleRun(run.info.run_id, int(rows))
+    if not math.isfinite(rows) or rows != int(rows) or rows < 0:
+        raise PolicyError(f"run {run_id} has master_rows={rows}, not a row count")
+    return CompatibleRun(run_id, int(rows))
 
 
 def look_up(

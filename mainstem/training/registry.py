@@ -12,7 +12,7 @@ A store that cannot be reached is a RegistryError naming the URI, never a silent
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,12 +87,17 @@ def find_experiment(client: MlflowClient, name: str) -> str | None:
         experiment = client.get_experiment_by_name(name)
     if experiment is None:
         return None
-    if experiment.lifecycle_stage != "active":
+    return active_experiment_id(name, experiment.experiment_id, experiment.lifecycle_stage)
+
+
+def active_experiment_id(name: str, experiment_id: object, lifecycle_stage: str) -> str:
+    """The id of the experiment called `name` found in a store; a RegistryError when deleted."""
+    if lifecycle_stage != "active":
         raise RegistryError(
-            f"MLflow experiment '{name}' ({experiment.experiment_id}) is deleted; restore it "
+            f"MLflow experiment '{name}' ({experiment_id}) is deleted; restore it "
             "or set another train.experiment"
         )
-    return str(experiment.experiment_id)
+    return str(experiment_id)
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:
@@ -139,27 +144,55 @@ def resolve_production(client: MlflowClient, model_name: str, alias: str) -> Pro
         if aliases is None or alias not in aliases:
             return None
         version = client.get_model_version(model_name, aliases[alias])
-        if not version.run_id:
-            raise RegistryError(
-                f"model {model_name} version {version.version} ('{alias}') has no run; "
-                "register versions from a training run"
-            )
-        run = client.get_run(version.run_id)
-    missing = [key for key in VERSION_PARAMS if key not in run.data.params]
+        run_id = version_run_id(model_name, alias, version.version, version.run_id)
+        run = client.get_run(run_id)
+    return production_of(
+        ProductionVersion(model_name, alias, str(version.version), run.info.run_id),
+        run.data.params,
+        run.data.metrics,
+    )
+
+
+def version_run_id(model_name: str, alias: str, version: object, run_id: str | None) -> str:
+    """The run a registered version came from; a RegistryError when it has none."""
+    if not run_id:
+        raise RegistryError(
+            f"model {model_name} version {version} ('{alias}') has no run; "
+            "register versions from a training run"
+        )
+    return run_id
+
+
+@dataclass(frozen=True)
+class ProductionVersion:
+    """Where the production alias leads: model, alias, the version and that version's run."""
+
+    model_name: str
+    alias: str
+    version: str
+    run_id: str
+
+
+def production_of(
+    found: ProductionVersion, params: Mapping[str, str], metrics: Mapping[str, float]
+) -> Production:
+    """Production from the run behind the alias: its params must hold the three versions."""
+    missing = [key for key in VERSION_PARAMS if key not in params]
     if missing:
         raise RegistryError(
-            f"run {run.info.run_id} behind {model_name}@{alias} (version {version.version}) has "
-            f"no param {', '.join(missing)}; it was not logged by the train stage"
+            f"run {found.run_id} behind {found.model_name}@{found.alias} (version "
+            f"{found.version}) has no param {', '.join(missing)}; it was not logged by the "
+            "train stage"
         )
     return Production(
-        model_name=model_name,
-        alias=alias,
-        version=str(version.version),
-        run_id=run.info.run_id,
-        feature_version=run.data.params["feature_version"],
-        split_version=run.data.params["split_version"],
-        model_version=run.data.params["model_version"],
-        metrics=dict(run.data.metrics),
+        model_name=found.model_name,
+        alias=found.alias,
+        version=found.version,
+        run_id=found.run_id,
+        feature_version=params["feature_version"],
+        split_version=params["split_version"],
+        model_version=params["model_version"],
+        metrics=dict(metrics),
     )
 
 
