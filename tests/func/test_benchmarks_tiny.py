@@ -17,7 +17,20 @@ def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "results" / "results.json").read_text())
     assert data["size"] == "tiny"
     targets = [(t["id"], t["goal"]) for t in data["targets"]]
-    assert [t[0] for t in targets] == ["P1", "P1", "P2", "P2", "P3", "P4", "P5", "P6", "P12", "P12", "P13", "P13"]
+    assert [t[0] for t in targets] == [
+        "P1",
+        "P1",
+        "P2",
+        "P2",
+        "P3",
+        "P4",
+        "P5",
+        "P6",
+        "P12",
+        "P12",
+        "P13",
+        "P13",
+    ]
     measured = {m["id"] for m in data["measurements"]}
     assert measured == {"P1", "P2", "P3", "P4", "P5", "P6", "P12", "P13"}
     assert all(t["figure"] is not None for t in data["targets"])
