@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +22,9 @@ from mainstem.flow.workspace import configure_remote, create_workspace
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import IngestParams, load_params
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,3 +96,20 @@ def deliver(workspace: Path, tmp_path: Path) -> Deliver:
         return folder
 
     return _deliver
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow store, made once: creating its schema takes seconds. Tests copy it."""
+    from tests.mlflow_store import empty_store
+
+    return empty_store(tmp_path_factory.mktemp("mlflow-template") / "mlflow.db")
+
+
+@pytest.fixture
+def client(store_template: Path, tmp_path: Path) -> MlflowClient:
+    """A private copy of an empty store, so each test starts from nothing in a few ms."""
+    from mainstem.training.registry import connect
+    from tests.mlflow_store import copy_store
+
+    return connect(copy_store(store_template, tmp_path / "mlflow"))

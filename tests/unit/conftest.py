@@ -13,14 +13,9 @@ import os
 import platform
 import subprocess
 from collections.abc import Callable, Generator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow import MlflowClient
-
-from mainstem.training.registry import connect
-from tests.mlflow_store import copy_store, empty_store
 
 # Everything in the standard library that starts a process ends in one of these: subprocess
 # (run, Popen, os.popen, asyncio) in Popen._execute_child; multiprocessing's fork context, pty
@@ -91,15 +86,3 @@ def no_disk_flush(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _no_flush(fd: int) -> None:
     os.fstat(fd)  # a closed or bad descriptor still fails, as it would in fsync
-
-
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow store, made once: creating its schema takes seconds. Tests copy it."""
-    return empty_store(tmp_path_factory.mktemp("mlflow-template") / "mlflow.db")
-
-
-@pytest.fixture
-def client(store_template: Path, tmp_path: Path) -> MlflowClient:
-    """A private copy of an empty store, so each test starts from nothing in a few ms."""
-    return connect(copy_store(store_template, tmp_path / "mlflow"))
