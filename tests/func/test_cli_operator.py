@@ -4,6 +4,7 @@ summaries that agree with themselves, `--version`, help, next steps and a closed
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from mainstem.cli import main
+from mainstem.commands import git
+from mainstem.crashpoints import read_trace
 from mainstem.flow.batch import process_next_batch
+from mainstem.flow.lineage import AUTHOR
+from mainstem.flow.workspace import configure_remote
 from mainstem.intake import lock
 from mainstem.intake.dropfolder import Claimed
 from mainstem.intake.submit import submit
@@ -48,10 +53,21 @@ def process(workspace: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, captured.out + captured.err
 
 
+def set_contract(workspace: Path, text: str) -> None:
+    """Write the workspace's contract and commit it, as a released pipeline change would be."""
+    (workspace / CONTRACT).write_text(text)
+    git(["add", str(CONTRACT)], workspace)
+    git([*AUTHOR, "commit", "--quiet", "-m", "pipeline: contract edited"], workspace)
+
+
 def break_contract(workspace: Path) -> str:
-    """Put a typo in the workspace's contract; the text to put back."""
+    """Commit a typo in the workspace's contract; the text to put back with `set_contract`.
+
+    A typo committed (by hand, or by `mainstem pipeline commit` before its repro failed on it)
+    is the pipeline the next run must use, so the batch fails cleanly inside a stage.
+    """
     text = (workspace / CONTRACT).read_text()
-    (workspace / CONTRACT).write_text(text.replace(GOOD_POLICY, "row_policy: quarantine_row"))
+    set_contract(workspace, text.replace(GOOD_POLICY, "row_policy: quarantine_row"))
     return text
 
 
@@ -68,7 +84,7 @@ def test_run_again_after_a_clean_failure_resumes_the_batch_at_once(
     main(["status", "--workspace", str(workspace), "--no-airflow"])
     assert "the run stopped on an error" in capsys.readouterr().out
 
-    (workspace / CONTRACT).write_text(good)
+    set_contract(workspace, good)
     code, out = process(workspace, capsys)
 
     assert code == 0, out
@@ -84,7 +100,7 @@ def test_a_failed_run_leaves_its_batch_to_the_next_run_while_its_process_lives(
     good = break_contract(workspace)
     with pytest.raises(Exception, match="run again"):
         process_next_batch(workspace, run_id="first")
-    (workspace / CONTRACT).write_text(good)
+    set_contract(workspace, good)
 
     second = process_next_batch(workspace, run_id="second")
 
@@ -94,20 +110,37 @@ def test_a_failed_run_leaves_its_batch_to_the_next_run_while_its_process_lives(
     assert second.report["status"] == "accepted"
 
 
+def write_point_of(workspace: Path, probe: Path, label: str) -> int:
+    """The number of the write point `label` in a clean run of a copy of `workspace`."""
+    shutil.copytree(workspace, probe, symlinks=True)
+    configure_remote(probe)
+    counter, trace = probe.parent / "probe-counter", probe.parent / "probe-trace"
+    done = cli(
+        "process",
+        "--workspace",
+        str(probe),
+        MAINSTEM_CRASH_COUNTER=str(counter),
+        MAINSTEM_CRASH_TRACE=str(trace),
+    )
+    assert done.returncode == 0, done.stderr
+    return read_trace(trace).index(label) + 1
+
+
 def test_a_killed_run_is_taken_over_at_once(
     workspace: Path, deliver: Deliver, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     deliver(BatchSpec(1, first_id=1, rows=10))
+    at = write_point_of(workspace, tmp_path / "probe", "dvc repro")
     counter = tmp_path / "crash-counter"
     killed = cli(
         "process",
         "--workspace",
         str(workspace),
         MAINSTEM_CRASH_COUNTER=str(counter),
-        MAINSTEM_CRASH_AT="6",
+        MAINSTEM_CRASH_AT=str(at),
     )
     assert killed.returncode == -9
-    assert Path(f"{counter}.fired").read_text().split() == ["6", "dvc", "repro"]
+    assert Path(f"{counter}.fired").read_text().split() == [str(at), "dvc", "repro"]
     main(["status", "--workspace", str(workspace), "--no-airflow"])
     assert "its holder is gone (or silent too long); the next `mainstem process`" in (
         capsys.readouterr().out
