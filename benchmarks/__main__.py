@@ -14,6 +14,7 @@ from benchmarks import (
     flow_bench,
     images_bench,
     merge_bench,
+    pipeline_page_bench,
     versioning_bench,
 )
 from benchmarks.results_table import Results
@@ -28,6 +29,7 @@ SECTIONS = {
     "P5": flow_bench.run,
     "P6": decision_bench.run,
     "P7": explain_bench.run,
+    "P8": pipeline_page_bench.run,
 }
 
 

@@ -36,6 +36,9 @@ _BATCH = re.compile(
     r"|(?P<status>accepted|rejected); (?P<rows_in>\d+) rows in, (?P<accepted>\d+) accepted, "
     r"(?P<rejected>\d+) rejected);"
 )
+# A rejection reason names the delivered file first ("batch-003.csv: missing column(s) grade");
+# without it the same cause in two batches is one reason.
+_IN_FILE = re.compile(r"^[^\s:]+\.[A-Za-z0-9]+: ")
 _CONTRACT = re.compile(r"^contract: (.+)$", re.MULTILINE)
 
 
@@ -90,10 +93,11 @@ def files_at(root: Path, wanted: list[str]) -> list[dict[str, Any] | None]:
 
 def batch_reasons(report: dict[str, Any] | None) -> tuple[tuple[str, int], ...]:
     """Why a batch's rows were refused, with how many: a rejected batch's rows all count under
-    the first reason it was rejected for; an accepted one's under each check a row failed."""
+    the first reason it was rejected for (the file it names left out); an accepted one's under
+    each check a row failed."""
     if report is None:
         return ()
-    reasons = [str(r) for r in report.get("reasons") or []]
+    reasons = [_IN_FILE.sub("", str(r), count=1) for r in report.get("reasons") or []]
     if report.get("status") == "rejected" and reasons:
         rows = int(report.get("rows_in") or 0)
         return tuple((reason, rows if n == 0 else 0) for n, reason in enumerate(reasons))
