@@ -144,9 +144,11 @@ def read_history(params: Params) -> PipelineHistory:
     batches: list[BatchPoint] = []
     trainings: list[TrainingPoint] = []
     metric = params.train.eval_metric
+    validated = params.validate.validated_dir
     for (_commit, message, title), values in zip(picked, metrics, strict=True):
         if title is not None:
-            report = read_report(params.validate.validated_dir, title.group("id"))
+            refused = title.group("rejected") not in (None, "0")  # else no reason to read
+            report = read_report(validated, title.group("id")) if refused else None
             batches.append(_batch_point(len(batches) + 1, title, message, values or {}, report))
         elif values and values.get("trained"):
             trainings.append(

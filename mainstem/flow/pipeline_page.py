@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 TOP_REASONS = 5
 OTHER_REASONS = "other reasons"
 MAX_LISTED = 25
+MAX_BARS = 200  # a per-batch chart sums neighbouring batches beyond this: a bar stays >= 3 px
 _REPORT_LINK = re.compile(r"^[0-9a-f]{8,64}$")
 _COLORS = {
     "master": "#1565c0",
@@ -177,8 +178,22 @@ def _svg(figure: Figure, salt: str) -> str:
     return text[text.index("<svg") :].strip()
 
 
-def _edges(count: int) -> list[float]:
-    return [n + 0.5 for n in range(count + 1)]
+def bin_width(count: int) -> int:
+    """How many batches one bar of a per-batch chart sums: 1 up to MAX_BARS batches."""
+    return max(1, -(-count // MAX_BARS))
+
+
+def binned(values: Sequence[int], width: int) -> list[int]:
+    """`values` summed in consecutive groups of `width`, the last one possibly shorter."""
+    return [sum(values[start : start + width]) for start in range(0, len(values), width)]
+
+
+def _edges(count: int, width: int = 1) -> list[float]:
+    return [start + 0.5 for start in range(0, count, width)] + [count + 0.5]
+
+
+def _per(width: int) -> str:
+    return "per batch" if width == 1 else f"per {width} batches"
 
 
 def _axis(ax: Axes, ylabel: str) -> None:
@@ -231,52 +246,55 @@ def master_chart(history: PipelineHistory) -> str:
 
 def rows_chart(history: PipelineHistory) -> str:
     batches = history.batches
+    width = bin_width(len(batches))
     figure = _figure(3.2)
     ax = figure.add_subplot()
     if batches:
-        edges = _edges(len(batches))
-        accepted = [b.rows_accepted for b in batches]
+        edges = _edges(len(batches), width)
+        accepted = binned([b.rows_accepted for b in batches], width)
+        rejected = binned([b.rows_rejected for b in batches], width)
         ax.stairs(accepted, edges, fill=True, color=_COLORS["accepted"], label="accepted")
         ax.stairs(
-            [b.rows_accepted + b.rows_rejected for b in batches],
+            [a + r for a, r in zip(accepted, rejected, strict=True)],
             edges,
             baseline=accepted,
             fill=True,
             color=_COLORS["rejected"],
             label="rejected",
         )
-        ax.stairs([b.rows_in for b in batches], edges, color=_COLORS["in"], label="rows in")
+        rows_in = binned([b.rows_in for b in batches], width)
+        ax.stairs(rows_in, edges, color=_COLORS["in"], label="rows in")
         refused = [b for b in batches if b.status == "rejected"]
         if refused:
-            top = max(b.rows_in for b in batches) or 1
             marks = ax.scatter(
                 [b.number for b in refused],
-                [top * 1.05] * len(refused),
+                [(max(rows_in) or 1) * 1.05] * len(refused),
                 marker="v",
                 color=_COLORS["threshold"],
                 label="batch rejected (links to its report)",
                 zorder=3,
             )
             marks.set_urls([report_link(b.batch_id) for b in refused])
-    _axis(ax, "rows per batch")
+    _axis(ax, f"rows {_per(width)}")
     return _svg(figure, "mainstem-rows")
 
 
 def reasons_chart(history: PipelineHistory) -> str:
     batches = history.batches
+    width = bin_width(len(batches))
     figure = _figure(3.2)
     ax = figure.add_subplot()
     series = reason_series(batches)
     if series:
-        edges = _edges(len(batches))
-        base = [0] * len(batches)
+        edges = _edges(len(batches), width)
+        base = [0] * len(edges[1:])
         for (reason, values), color in zip(series.items(), _REASON_COLORS, strict=False):
-            top = [a + b for a, b in zip(base, values, strict=True)]
+            top = [a + b for a, b in zip(base, binned(values, width), strict=True)]
             ax.stairs(top, edges, baseline=base, fill=True, color=color, label=reason[:70])
             base = top
     else:
         ax.text(0.5, 0.5, "no row refused yet", ha="center", transform=ax.transAxes)
-    _axis(ax, "refused rows (cases) per batch")
+    _axis(ax, f"refused rows (cases) {_per(width)}")
     return _svg(figure, "mainstem-reasons")
 
 

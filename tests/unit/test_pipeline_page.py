@@ -10,6 +10,8 @@ from mainstem.flow.pipeline_page import (
     BatchPoint,
     PipelineHistory,
     TrainingPoint,
+    bin_width,
+    binned,
     contract_spans,
     reason_series,
     render_page,
@@ -144,3 +146,15 @@ def test_an_empty_workspace_still_renders() -> None:
     page = render_page(empty).decode()
     assert "no model trained yet" in page
     assert "The drop folder does not exist yet" in page
+
+
+def test_a_long_history_is_drawn_in_at_most_two_hundred_bars() -> None:
+    assert [bin_width(n) for n in (1, 200, 201, 1000)] == [1, 1, 2, 5]
+    assert binned([1, 2, 3, 4, 5], 2) == [3, 7, 5]
+
+
+def test_a_thousand_batches_make_a_small_page() -> None:
+    many = tuple(batch(n, status="rejected" if n % 20 == 0 else "accepted") for n in range(1, 1001))
+    page = render_page(history(batches=many))
+    assert len(page) < 1_000_000
+    assert page.decode().count("/report.html") == 50 + 25  # 50 markers, 25 listed
