@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import time
@@ -21,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mainstem.commands import git, tool_env
-from mainstem.durable import make_dirs, write_bytes
-from mainstem.errors import MainstemError
+from mainstem.durable import clear_stale_tmp
 from mainstem.flow.pipeline_page import BatchPoint, PipelineHistory, TrainingPoint, render_page
 from mainstem.flow.status import incoming_status
 from mainstem.params import Params, load_params
@@ -173,10 +173,21 @@ def read_history(params: Params) -> PipelineHistory:
 
 
 def write_pipeline_page(params: Params) -> Path:
-    """Render the workspace's pipeline page to `reports/pipeline.html`; its path."""
+    """Render the workspace's pipeline page to `reports/pipeline.html`; its path.
+
+    The page replaces the old one atomically (a reader never sees half of it) but is not made
+    durable, and is no crash test's write point: it is a view, rebuilt from lineage every time.
+    """
     page = page_path(params)
-    make_dirs(page.parent)
-    write_bytes(page, render_page(read_history(params)))
+    data = render_page(read_history(params))
+    page.parent.mkdir(exist_ok=True)
+    clear_stale_tmp(page)
+    scratch = page.with_name(f".{page.name}.tmp-{os.getpid()}")
+    try:
+        scratch.write_bytes(data)
+        os.replace(scratch, page)
+    finally:
+        scratch.unlink(missing_ok=True)
     return page
 
 
@@ -184,6 +195,6 @@ def refresh_pipeline_page(root: Path) -> Path | None:
     """Rebuild the page after a batch or a training; a failure is logged, never raised."""
     try:
         return write_pipeline_page(load_params(root))
-    except (MainstemError, OSError, ValueError, LookupError, subprocess.SubprocessError) as exc:
+    except Exception as exc:  # a view: whatever breaks it must not fail the batch or training
         log.warning("the pipeline page was not rebuilt: %s", exc)
         return None
