@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
@@ -32,7 +33,7 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 CHECKS = ("grade · isin(['A', 'B', 'C'])", "weight_g · in_range", "image_file · image", "x · y")
 
 
-def _report(number: int, batch_id: str, contract: str) -> dict[str, object]:
+def _report(number: int, batch_id: str, contract: str) -> dict[str, Any]:
     rejected = number % 20 == 0
     rows_in = 200 + number % 50
     bad = 0 if rejected else number % 7
@@ -82,7 +83,8 @@ def synthetic_history(params: Params, batches: int) -> None:
     root = params.root
     branch = _git(root, "symbolic-ref", "HEAD")
     stream: list[str] = []
-    master, parent = 0, _git(root, "rev-parse", "HEAD")
+    master = 0
+    parent: str | None = _git(root, "rev-parse", "HEAD")  # the first commit's; then fast-import's
     production: tuple[str, int] | None = None
     for number in range(1, batches + 1):
         contract = "produce/v1" if number <= batches // 2 else "produce/v2"
@@ -91,7 +93,7 @@ def synthetic_history(params: Params, batches: int) -> None:
         folder = params.validate.validated_dir / batch_id
         folder.mkdir(parents=True)
         (folder / "report.json").write_text(json.dumps(report))
-        master += int(report["rows_accepted"])  # type: ignore[call-overload]
+        master += report["rows_accepted"]
         record = BatchRecord.from_report(report, master)
         metrics = {"master_rows": master, "contract": contract}
         files = _blob("metrics/master.json", metrics)

@@ -156,6 +156,12 @@ def contract_spans(batches: Sequence[BatchPoint]) -> list[tuple[str, int, int]]:
     return spans
 
 
+def chart_text(text: str, limit: int = 70) -> str:
+    """A delivered string as chart text: cut, and with `$` escaped, which would start math."""
+    cut = text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut.replace("$", r"\$")
+
+
 def _figure(height: float) -> Figure:
     from matplotlib.figure import Figure
 
@@ -290,7 +296,7 @@ def reasons_chart(history: PipelineHistory) -> str:
         base = [0] * len(edges[1:])
         for (reason, values), color in zip(series.items(), _REASON_COLORS, strict=False):
             top = [a + b for a, b in zip(base, binned(values, width), strict=True)]
-            ax.stairs(top, edges, baseline=base, fill=True, color=color, label=reason[:70])
+            ax.stairs(top, edges, baseline=base, fill=True, color=color, label=chart_text(reason))
             base = top
     else:
         ax.text(0.5, 0.5, "no row refused yet", ha="center", transform=ax.transAxes)
@@ -304,13 +310,13 @@ def versions_chart(history: PipelineHistory) -> str:
     ax = figure.add_subplot()
     production = production_version(history)
     if trainings:
-        labels = [f"v{t.model_version}" for t in trainings]
+        labels = [chart_text(f"v{t.model_version}", 20) for t in trainings]
         colors = [
             _COLORS["promoted"] if t.model_version == production else "#90a4ae" for t in trainings
         ]
         ax.bar(labels, [t.score for t in trainings], color=colors)
-        ax.set_ylabel(trainings[-1].eval_metric)
-        ax.set_title(f"green: production (version {production})", fontsize=10)
+        ax.set_ylabel(chart_text(trainings[-1].eval_metric))
+        ax.set_title(chart_text(f"green: production (version {production})"), fontsize=10)
     else:
         ax.text(0.5, 0.5, "no model trained yet", ha="center", transform=ax.transAxes)
     ax.grid(axis="y", color="#e0e0e0")
@@ -324,7 +330,7 @@ def contracts_chart(history: PipelineHistory) -> str:
     names = sorted({contract for contract, _first, _last in spans})
     for contract, first, last in spans:
         ax.broken_barh([(first - 0.5, last - first + 1)], (names.index(contract) - 0.4, 0.8))
-    ax.set_yticks(range(len(names)), [name[:40] for name in names])
+    ax.set_yticks(range(len(names)), [chart_text(name, 40) for name in names])
     ax.set_xlabel("batch (in lineage order)")
     return _svg(figure, "mainstem-contracts")
 

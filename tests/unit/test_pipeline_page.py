@@ -158,3 +158,9 @@ def test_a_thousand_batches_make_a_small_page() -> None:
     page = render_page(history(batches=many))
     assert len(page) < 1_000_000
     assert page.decode().count("/report.html") == 50 + 25  # 50 markers, 25 listed
+
+
+def test_a_dollar_sign_in_a_reason_or_contract_is_text_not_math() -> None:
+    odd = "cost $x^{ and $"
+    page = render_page(history(batches=(batch(1, reasons=((odd, 5),), contract=odd),)))
+    assert page.decode().count("cost $x^{ and $") >= 2  # the legend and the contract axis
