@@ -15,6 +15,7 @@ from benchmarks import (
     images_bench,
     lineage_bench,
     merge_bench,
+    pipeline_page_bench,
     versioning_bench,
 )
 from benchmarks.results_table import Results
@@ -30,6 +31,7 @@ SECTIONS = {
     "P6": decision_bench.run,
     "P12": explain_bench.run,
     "P13": lineage_bench.run,
+    "P14": pipeline_page_bench.run,
 }
 
 

@@ -29,6 +29,8 @@ class Size:
     flow_image_side: int
     # P6: the retrain decision
     mlflow_runs: int
+    # P14: the pipeline page
+    pipeline_batches: int
 
 
 SIZES = {
@@ -50,6 +52,7 @@ SIZES = {
         flow_images=200,
         flow_image_side=640,
         mlflow_runs=10_000,
+        pipeline_batches=1_000,
     ),
     "tiny": Size(
         name="tiny",
@@ -69,5 +72,6 @@ SIZES = {
         flow_images=5,
         flow_image_side=96,
         mlflow_runs=30,
+        pipeline_batches=50,
     ),
 }

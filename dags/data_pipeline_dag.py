@@ -32,9 +32,10 @@ def data_pipeline_dag() -> None:
     `_PROCESSING` lock, which records this run as owner), run **`dvc repro merge`** (ingest,
     validate against the active contract, upsert into the master), **`dvc push`**, **record
     lineage** (one git commit with `dvc.lock` and the metrics), **publish** `master_rows`,
-    **release** the drop folder, and trigger `retrain_policy_dag`. These are the steps of
-    `mainstem.flow.sequences.BATCH_FLOW`, the same list `mainstem process` runs; with
-    `MAINSTEM_SINGLE_TASK=1` they run as one task, `process_batch`.
+    **release** the drop folder (then rebuild the pipeline page, `reports/pipeline.html`), and
+    trigger `retrain_policy_dag`. These are the steps of `mainstem.flow.sequences.BATCH_FLOW`,
+    the same list `mainstem process` runs; with `MAINSTEM_SINGLE_TASK=1` they run as one task,
+    `process_batch`.
 
     * Skips everything when nothing is ready or a live run holds the lock; recovers a lock
       whose owner died (the takeover is logged).

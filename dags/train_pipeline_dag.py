@@ -31,8 +31,9 @@ def train_pipeline_dag() -> None:
     train request (the decision, the master's DVC hash and row count) and runs
     **`dvc repro train`**: it trains, logs one MLflow run, registers a version, and moves the
     production alias only if the new version is at least as good. Then **`dvc push`**, and one
-    **lineage** commit. These are the steps of `mainstem.flow.sequences.TRAINING_FLOW`, the same
-    list the CLI runs; with `MAINSTEM_SINGLE_TASK=1` they run as one task, `train_model`.
+    **lineage** commit (then the pipeline page, `reports/pipeline.html`, is rebuilt). These are
+    the steps of `mainstem.flow.sequences.TRAINING_FLOW`, the same list the CLI runs; with
+    `MAINSTEM_SINGLE_TASK=1` they run as one task, `train_model`.
 
     * **One training at a time:** `max_active_runs=1`, and every step holds the
       `mainstem_workspace` pool slot shared with `data_pipeline_dag`.

@@ -206,10 +206,19 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
+    from mainstem.errors import MainstemError
     from mainstem.flow.status import can_open_browser, find_report
     from mainstem.params import load_params
 
-    page = find_report(load_params(args.workspace), args.batch)
+    params = load_params(args.workspace)
+    if args.pipeline == bool(args.batch):
+        raise MainstemError("give either a BATCH (its report) or --pipeline (the pipeline page)")
+    if args.pipeline:
+        from mainstem.flow.pipeline_history import write_pipeline_page
+
+        page = write_pipeline_page(params)
+    else:
+        page = find_report(params, args.batch)
     if args.open:
         if can_open_browser() and webbrowser.open(page.as_uri()):
             print(f"opened {page}")
@@ -411,11 +420,16 @@ def _add_views(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     report = verbs.add_parser(
         "report",
         parents=[workspace],
-        help="print the path of a batch's HTML report, or open it with --open",
+        help="print the path of a batch's HTML report (or, with --pipeline, the pipeline page)",
         description="Find the HTML report validate wrote for BATCH (its id, the first "
-        "characters of its id, or its delivered name) and print its path.",
+        "characters of its id, or its delivered name) and print its path. With --pipeline, "
+        "build the workspace's pipeline page (master growth, batches, rejections, models over "
+        "time) into reports/pipeline.html and print its path.",
     )
-    report.add_argument("batch", help="batch id, a prefix of it, or the batch's name")
+    report.add_argument("batch", nargs="?", help="batch id, a prefix of it, or the batch's name")
+    report.add_argument(
+        "--pipeline", action="store_true", help="build and show the pipeline page instead"
+    )
     report.add_argument(
         "--open", action="store_true", help="open it in a browser when a display is available"
     )

@@ -4,9 +4,10 @@ In: a FlowRun (the workspace and the id of the run that owns the batch) and the 
 steps produced. Out, step by step: a preflight (can every path be written, is there room) and the
 claim, the removal of what a crashed run left half-built, `dvc repro merge`, `dvc push`, a lineage
 commit, the published `master_rows`, and the release of the drop folder (to quarantine when the
-contract rejected the batch). `sequences.BATCH_FLOW` orders them; `process_next_batch` runs them
-all in this process. Every step may be repeated after a crash without applying rows twice: a run
-killed anywhere is finished by the next one, which takes over the dead run's lock and resumes.
+contract rejected the batch), after which the pipeline page is rebuilt. `sequences.BATCH_FLOW`
+orders them; `process_next_batch` runs them all in this process. Every step may be repeated after a
+crash without applying rows twice: a run killed anywhere is finished by the next one, which takes
+over the dead run's lock and resumes.
 """
 
 from __future__ import annotations
@@ -250,12 +251,14 @@ def publish(run: FlowRun, state: StepState) -> StepState:
 def release(run: FlowRun, state: StepState) -> StepState:
     """Release the drop folder; a BatchRejectedError, after quarantining, if the contract said no.
 
-    The lock is dropped only while this run's claim still holds it.
+    The lock is dropped only while this run's claim still holds it; the pipeline page is then
+    rebuilt, whatever the outcome.
     """
     params = run.params
     batch_id = claimed_batch_id(params.ingest)
     report = release_claimed(params, batch_id, run.owner)
     run.seen["report"] = report
+    refresh_page(params)
     if report["status"] == "rejected":
         where = params.ingest.quarantine_dir / batch_id
         raise BatchRejectedError(
@@ -263,6 +266,14 @@ def release(run: FlowRun, state: StepState) -> StepState:
             + "; ".join(report["reasons"])
         )
     return {k: report[k] for k in ("status", "rows_in", "rows_accepted")}
+
+
+def refresh_page(params: Params) -> None:
+    """Rebuild the workspace's pipeline page (an untracked output); never fails the run."""
+    if params.lineage_enabled:
+        from mainstem.flow.pipeline_history import refresh_pipeline_page
+
+        refresh_pipeline_page(params.root)
 
 
 def _give_up(run: FlowRun) -> None:

@@ -1,10 +1,10 @@
 """The steps of the training path: train → push → record_lineage.
 
 In: a FlowRun and a state holding the retrain decision (`decision`, as JSON) and who asked
-(`requested_by`). Out, step by step: the train request pinned to the master as it is now and
-`dvc repro train` run on it (one step, so no batch can be merged in between while it holds the
-workspace pool slot), `dvc push`, and one lineage commit. `sequences.TRAINING_FLOW` orders them;
-`train_from_decision` runs them all in this process.
+(`requested_by`). Out, step by step: the train request pinned to the master as it is now and `dvc
+repro train` run on it (one step, so no batch can be merged in between while it holds the workspace
+pool slot), `dvc push`, and one lineage commit, after which the pipeline page is rebuilt.
+`sequences.TRAINING_FLOW` orders them; `train_from_decision` runs them all in this process.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from mainstem.commands import dvc
 from mainstem.durable import read_json
 from mainstem.errors import MissingDecisionError
-from mainstem.flow.batch import lineage_paths
+from mainstem.flow.batch import lineage_paths, refresh_page
 from mainstem.flow.lineage import record
 from mainstem.flow.pipeline import require_committed_pipeline
 from mainstem.flow.runner import FlowRun, push_outputs, run_flow
@@ -91,8 +91,11 @@ def push(run: FlowRun, state: StepState) -> StepState:
 
 
 def record_lineage(run: FlowRun, state: StepState) -> StepState:
-    commit = commit_training(run.params)
+    """One lineage commit for the training, then the pipeline page rebuilt (never failing)."""
+    params = run.params
+    commit = commit_training(params)
     run.seen["commit"] = commit
+    refresh_page(params)
     return {"commit": commit}
 
 

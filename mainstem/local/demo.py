@@ -5,10 +5,11 @@ workspace at `<base>/workspace` with a local DVC remote at `<base>/remote`, the 
 delivered and processed one at a time, and a printed account of each batch. Then the loop: the
 retrain policy's decision chain, a training when it says so (the new MLflow run, and where the
 production alias points), and a second pass of batches where the policy says "no" below the
-threshold and "yes" once it is crossed. Every run starts over from an empty base folder, so
-left-overs of an earlier run never get in the way: an Airflow that an interrupted demo left
-running is stopped first. A folder some other live process uses (`make airflow`, `make stack`, a
-shell in the workspace) is never deleted; the demo says which process to stop, and stops.
+threshold and "yes" once it is crossed; last, the path of the pipeline page. Every run starts over
+from an empty base folder, so left-overs of an earlier run never get in the way: an Airflow that an
+interrupted demo left running is stopped first. A folder some other live process uses (`make
+airflow`, `make stack`, a shell in the workspace) is never deleted; the demo says which process to
+stop, and stops.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mainstem.commands import git
 from mainstem.durable import read_json
 from mainstem.errors import MainstemError
 from mainstem.flow.batch import BatchRun, process_next_batch
+from mainstem.flow.pipeline_history import refresh_pipeline_page
 from mainstem.flow.train import train_from_decision
 from mainstem.flow.workspace import create_workspace, source_root
 from mainstem.intake.dropfolder import Idle, Rejected
@@ -279,4 +281,7 @@ def run_demo(base: Path, out: TextIO, direct: bool = False) -> Path:
     log = git(["log", "--format=%h %s"], workspace).stdout
     print("\n== lineage: git log in the workspace ==", file=out)
     print(log.rstrip(), file=out)
+    page = refresh_pipeline_page(workspace)
+    if page is not None:
+        print(f"\npipeline page: {page}", file=out)
     return workspace

@@ -270,6 +270,22 @@ def _history(report: dict[str, Any], earlier: list[dict[str, Any]]) -> list[str]
     return out
 
 
+# What every page mainstem writes allows: its own inline styles, `data:` images, and inline SVG
+# (part of the document); no script, no fetch, no external anything.
+CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+PAGE_END = ("</body></html>", "")
+
+
+def page_head(title: str, css: str) -> list[str]:
+    """The opening lines of a self-contained page: doctype, charset, CSP, escaped title, CSS."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
+        f"<title>{cell(title, 200)}</title><style>{css}</style></head><body>",
+    ]
+
+
 def render(
     report: dict[str, Any], thumbnails: list[Thumbnail], earlier: list[dict[str, Any]]
 ) -> bytes:
@@ -278,11 +294,7 @@ def render(
     name = report.get("name")
     title = f"Batch {report['batch_id']}" + (f" ({name})" if name else "")
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>{cell(title, 200)}</title><style>{_CSS}</style></head><body>",
+        *page_head(title, _CSS),
         f'<h1>{cell(title, 200)} <span class="status {cell(status)}">{cell(status)}</span></h1>',
         f'<p class="muted">Validated against contract <b>{cell(report["contract"])}</b>. '
         "Values from the delivery are shown escaped and cut; a leading ' marks a value a "
@@ -298,7 +310,6 @@ def render(
         *_failures(report),
         *_images(report, thumbnails),
         *_history(report, earlier),
-        "</body></html>",
-        "",
+        *PAGE_END,
     ]
     return "\n".join(parts).encode("utf-8")

@@ -17,22 +17,12 @@ def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "results" / "results.json").read_text())
     assert data["size"] == "tiny"
     targets = [(t["id"], t["goal"]) for t in data["targets"]]
-    assert [t[0] for t in targets] == [
-        "P1",
-        "P1",
-        "P2",
-        "P2",
-        "P3",
-        "P4",
-        "P5",
-        "P6",
-        "P12",
-        "P12",
-        "P13",
-        "P13",
-    ]
+    ids = [t[0] for t in targets]
+    expected = ["P1", "P1", "P2", "P2", "P3", "P4", "P5", "P6", "P12", "P12", "P13", "P13"]
+    assert ids[:14] == [*expected, "P14", "P14"]
+    assert ids[14:] in ([], ["P14"])  # Chromium's render time, where a browser is installed
     measured = {m["id"] for m in data["measurements"]}
-    assert measured == {"P1", "P2", "P3", "P4", "P5", "P6", "P12", "P13"}
+    assert measured == {"P1", "P2", "P3", "P4", "P5", "P6", "P12", "P13", "P14"}
     assert all(t["figure"] is not None for t in data["targets"])
 
     table = (tmp_path / "results" / "results.md").read_text()
@@ -43,3 +33,4 @@ def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
     assert "retrain decision (policy.decide" in table
     assert "retrain explain, no MLflow store yet" in table
     assert "retrain explain, a store with production" in table
+    assert "pipeline page size, 50 batches" in table
