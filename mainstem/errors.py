@@ -63,3 +63,7 @@ class PolicyError(MainstemError):
 
 class BatchFailedError(MainstemError):
     """A step of the batch path failed; the batch stays claimed and the next run resumes it."""
+
+
+class TrainingConfigError(TrainingError):
+    """The declared training (train.label, train.features) does not fit the active contract."""

@@ -172,6 +172,7 @@ class Registration:
     model_name: str
     alias: str
     eval_metric: str
+    higher_is_better: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,9 +184,15 @@ class Promotion:
     reason: str
 
 
-def should_promote(new_score: float, production_score: float | None) -> bool:
-    """The first version is promoted; later ones when at least as good."""
-    return production_score is None or new_score >= production_score
+def should_promote(
+    new_score: float, production_score: float | None, higher_is_better: bool = True
+) -> bool:
+    """The first version is promoted; later ones when at least as good in the metric's direction."""
+    if production_score is None:
+        return True
+    if higher_is_better:
+        return new_score >= production_score
+    return new_score <= production_score
 
 
 def promote_if_better(
@@ -196,12 +203,14 @@ def promote_if_better(
     metric = registration.eval_metric
     production = resolve_production(client, model_name, alias)
     current = production.metrics.get(metric) if production else None
-    if production is not None and not should_promote(score, current):
+    better = registration.higher_is_better
+    if production is not None and not should_promote(score, current, better):
         return Promotion(
             False,
             production.version,
-            f"version {version} {metric}={score:.4f} is below production version "
-            f"{production.version} ({current:.4f}); '{alias}' stays",
+            f"version {version} {metric}={score:.4f} is worse than production version "
+            f"{production.version} ({current:.4f}, {'higher' if better else 'lower'} is "
+            f"better); '{alias}' stays",
         )
     with store_errors(client.tracking_uri):
         client.set_registered_model_alias(model_name, alias, version)
@@ -210,7 +219,10 @@ def promote_if_better(
     elif current is None:
         reason = f"version {production.version} has no {metric}; version {version} replaces it"
     else:
-        reason = f"version {version} {metric}={score:.4f} >= {current:.4f} of {production.version}"
+        sign = ">=" if registration.higher_is_better else "<="
+        reason = (
+            f"version {version} {metric}={score:.4f} {sign} {current:.4f} of {production.version}"
+        )
     return Promotion(True, version, reason)
 
 
