@@ -129,6 +129,8 @@ def infer_columns(frame: pd.DataFrame, key: str) -> list[InferredColumn]:
         raise ContractError(f"--key {key!r} has missing or repeated values in the sample")
     frame = _dates(frame)
     schema = pa.infer_schema(frame)
+    if not isinstance(schema, pa.DataFrameSchema):
+        raise ContractError("the sample must be a table of columns")
     columns = []
     for name, column in schema.columns.items():
         stats = {check.name: check.statistics for check in column.checks}
