@@ -75,7 +75,7 @@ def _dates(frame: pd.DataFrame) -> pd.DataFrame:
     for name in frame.columns:
         values = frame[name].dropna()
         if (
-            frame[name].dtype == object
+            _is_text(frame[name])
             and len(values)
             and values.astype(str).str.match(_ISO_DATE).all()
         ):
