@@ -84,10 +84,8 @@ def _declare_training(workspace: Path, photos: bool) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
-@pytest.mark.parametrize("photos", [True, False], ids=["with_images", "without_images"])
-def test_an_unseen_dataset_goes_from_init_to_promotion(
-    tmp_path: Path, photos: bool, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _processed(tmp_path: Path, photos: bool) -> Path:
+    """init, infer, review, declare, then two batches submitted and processed."""
     workspace = tmp_path / "houses"
     cli(["init", str(workspace), "--dataset", "listings"])
     assert load_params(workspace).remote.url == "../houses-remote"
@@ -105,11 +103,18 @@ def test_an_unseen_dataset_goes_from_init_to_promotion(
         batch = _listings(tmp_path / f"batch-{number}", first, rows, photos)
         cli(["submit", *where, "--name", f"batch-{number}", str(batch)])
         cli(["process", *where])
-    params = load_params(workspace)
-    assert read_json(params.merge.metrics_file)["master_rows"] == 120
+    assert read_json(load_params(workspace).merge.metrics_file)["master_rows"] == 120
+    return workspace
 
+
+@pytest.mark.parametrize("photos", [True, False], ids=["with_images", "without_images"])
+def test_an_unseen_dataset_goes_from_init_to_promotion(
+    tmp_path: Path, photos: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workspace = _processed(tmp_path, photos)
+    params = load_params(workspace)
     capsys.readouterr()
-    cli(["retrain", "run", *where, "--threshold", "100"])
+    cli(["retrain", "run", "--workspace", str(workspace), "--threshold", "100"])
     out = capsys.readouterr().out
     assert "RETRAIN" in out
     assert "rmse=" in out
@@ -120,3 +125,39 @@ def test_an_unseen_dataset_goes_from_init_to_promotion(
     assert production is not None
     assert production.feature_version == params.train.feature_version
     assert production.metrics["rmse"] < 30.0  # the price is learnable from what was declared
+
+
+def _set_train(workspace: Path, **values: object) -> None:
+    path = workspace / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    params["train"].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def test_a_bad_declaration_or_a_failed_training_is_not_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workspace = _processed(tmp_path, photos=False)
+    run = ["retrain", "run", "--workspace", str(workspace), "--threshold", "100"]
+
+    _set_train(workspace, label="asking_price")
+    capsys.readouterr()
+    cli(run)
+    out = capsys.readouterr().out
+    assert "no retrain - training cannot start: train.label 'asking_price' is not a column" in out
+    assert "contract listings/v1" in out
+    assert "fix: set train.label" in out
+    assert not load_params(workspace).train.tracking_db.exists()  # nothing was trained
+
+    _set_train(workspace, label="price_keur", test_fraction=0.001)  # nothing left to test on
+    with pytest.raises(SystemExit):
+        cli(run)
+    capsys.readouterr()
+    cli(run)
+    out = capsys.readouterr().out
+    assert "no retrain - training failed for master " in out
+    assert "fix: the test side of the split is empty" in out
+
+    _set_train(workspace, test_fraction=0.3)  # the configuration changed: it is tried again
+    cli(run)
+    assert "RETRAIN" in capsys.readouterr().out
