@@ -247,6 +247,14 @@ def _pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "skops")]
 
 
+def trusted_types(model: Any) -> list[str]:
+    """The types skops must be told to trust to load `model` again: the ones a model mainstem
+    has just fitted holds beyond skops' defaults (the tree storage of the tree ensembles)."""
+    from skops.io import dumps, get_untrusted_types
+
+    return sorted(get_untrusted_types(data=dumps(model)))
+
+
 def _record_promotion(
     client: MlflowClient, registration: Registration, run_id: str, version: str
 ) -> Promotion:
@@ -294,6 +302,7 @@ def record_training(
                 name="model",
                 pip_requirements=_pip_requirements(),
                 signature=signature,
+                skops_trusted_types=trusted_types(fitted.model),
             )
         version = mlflow.register_model(logged.model_uri, registration.model_name)
     run_id = active.info.run_id

@@ -74,11 +74,7 @@ def _dates(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for name in frame.columns:
         values = frame[name].dropna()
-        if (
-            _is_text(frame[name])
-            and len(values)
-            and values.astype(str).str.match(_ISO_DATE).all()
-        ):
+        if _is_text(frame[name]) and len(values) and values.astype(str).str.match(_ISO_DATE).all():
             frame[name] = pd.to_datetime(frame[name], errors="coerce")
     return frame
 

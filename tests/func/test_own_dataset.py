@@ -18,7 +18,7 @@ from PIL import Image
 from mainstem.cli import main as cli
 from mainstem.durable import read_json
 from mainstem.params import load_params
-from mainstem.training.registry import connect, resolve_production, tracking_uri
+from mainstem.training.registry import connect, find_experiment, resolve_production, tracking_uri
 
 CITIES = ["lyon", "nantes", "paris"]
 
@@ -147,7 +147,8 @@ def test_a_bad_declaration_or_a_failed_training_is_not_retried(
     assert "no retrain - training cannot start: train.label 'asking_price' is not a column" in out
     assert "contract listings/v1" in out
     assert "fix: set train.label" in out
-    assert not load_params(workspace).train.tracking_db.exists()  # nothing was trained
+    params = load_params(workspace)
+    assert find_experiment(connect(tracking_uri(params)), params.train.experiment) is None
 
     _set_train(workspace, label="price_keur", test_fraction=0.001)  # nothing left to test on
     with pytest.raises(SystemExit):
@@ -161,3 +162,32 @@ def test_a_bad_declaration_or_a_failed_training_is_not_retried(
     _set_train(workspace, test_fraction=0.3)  # the configuration changed: it is tried again
     cli(run)
     assert "RETRAIN" in capsys.readouterr().out
+
+
+def test_the_costs_example_trains_a_regression_and_promotes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workspace = tmp_path / "costs"
+    cli(["init", str(workspace), "--dataset", "costs"])
+    cli(["samples", "--dataset", "costs", str(tmp_path / "samples")])
+    _set_train(
+        workspace,
+        task="regression",
+        label="cost_keur",
+        features=["floor_area_m2", "storeys", "region", "building_type"],
+        eval_metric="rmse",
+        model_version="random_forest",
+    )
+    where = ["--workspace", str(workspace)]
+    for batch in ("batch-001", "batch-002"):
+        cli(["submit", *where, "--name", batch, str(tmp_path / "samples" / batch)])
+        cli(["process", *where])
+    capsys.readouterr()
+    cli(["retrain", "run", *where, "--threshold", "100"])
+    assert "'production' moved to it" in capsys.readouterr().out
+    params = load_params(workspace)
+    production = resolve_production(
+        connect(tracking_uri(params)), "costs-model", params.train.production_alias
+    )
+    assert production is not None
+    assert production.model_version == "random_forest"
