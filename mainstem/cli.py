@@ -239,7 +239,8 @@ def _contract_infer(args: argparse.Namespace) -> None:
         write_draft,
     )
 
-    root = load_params(args.workspace).root
+    params = load_params(args.workspace)
+    root = params.root
     frame, folder = read_sample(Path(args.sample))
     images = image_columns(frame, folder)
     text = draft_contract(args.dataset, args.key, infer_columns(frame, args.key), images)
@@ -247,7 +248,9 @@ def _contract_infer(args: argparse.Namespace) -> None:
     print(f"draft contract written to {path}: review each CONFIRM comment")
     if images:
         print(f"image columns: {', '.join(images)}")
-    print(f"then set validate.dataset: {args.dataset} and declare train: in params.yaml")
+    if params.validate.dataset != args.dataset:
+        print(f"then set validate.dataset: {args.dataset} in params.yaml")
+    print("then declare train.task, train.label and train.features in params.yaml")
 
 
 def _samples(args: argparse.Namespace) -> None:

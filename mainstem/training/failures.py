@@ -12,6 +12,7 @@ changes.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,11 +96,15 @@ def training_blocker(params: Params) -> Blocker | None:
 
 
 def failure_message(output: str) -> str:
-    """The train stage's one-line error from its output, else the output's last line."""
+    """The train stage's one-line error from its output; else a traceback's last line; else the
+    output's last line."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for line in reversed(lines):
         if line.startswith("train: error: "):
             return line.removeprefix("train: error: ")
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_.]+(Error|Exception): ", line):
+            return line
     return lines[-1] if lines else "the train stage failed without a message"
 
 

@@ -338,6 +338,11 @@ def fit_and_score(
     features, names = feature_matrix(master, train.features, images)
     labels = labels_of(train, master)
     test = held_out(master[key], train.seed, train.split_version, train.test_fraction)
+    if not test.any():
+        raise TrainingError(
+            f"the test side of the split is empty ({len(master)} rows, train.test_fraction "
+            f"{train.test_fraction}); raise train.test_fraction or wait for more rows"
+        )
     model = fit_model(train, features[~test], labels[~test])
     quality = scores(train.task, labels[test], model.predict(features[test]))
     return Fitted(model, names, test, quality, features[:5])

@@ -157,7 +157,7 @@ def test_a_bad_declaration_or_a_failed_training_is_not_retried(
     cli(run)
     out = capsys.readouterr().out
     assert "no retrain - training failed for master " in out
-    assert "fix: the test side of the split is empty" in out
+    assert "fix: the test side of the split is empty (120 rows, train.test_fraction 0.001)" in out
 
     _set_train(workspace, test_fraction=0.3)  # the configuration changed: it is tried again
     cli(run)

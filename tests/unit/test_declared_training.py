@@ -133,6 +133,8 @@ def test_a_failure_blocks_only_its_master_and_configuration() -> None:
 def test_the_stages_own_error_line_is_what_is_remembered() -> None:
     output = "`dvc repro train` failed (exit 1):\nsome log\ntrain: error: too few rows\nERROR: x"
     assert failure_message(output) == "too few rows"
+    crash = "Traceback (most recent call last):\n  File x\nValueError: 0 samples\nERROR: failed"
+    assert failure_message(crash) == "ValueError: 0 samples"
     assert failure_message("only this") == "only this"
 
 
