@@ -49,11 +49,19 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.base) if args.base else default_base(), sys.stdout, direct=args.direct)
 
 
-def next_steps(workspace: Path) -> list[str]:
+def next_steps(workspace: Path, contract_missing: str | None = None) -> list[str]:
     """What to do with a new workspace, as commands to copy."""
     where = f"--workspace {shlex.quote(str(workspace))}"
+    first = []
+    if contract_missing is not None:
+        first = [
+            f"  mainstem contract infer {where} SAMPLE --dataset {contract_missing} --key COLUMN"
+            "   # draft its contract from a sample; review it",
+            "  # then declare train.task, train.label and train.features in params.yaml",
+        ]
     return [
         "next steps:",
+        *first,
         f"  mainstem submit {where} --name NAME FILES_OR_FOLDERS   # deliver a batch",
         f"  mainstem process {where}   # claim it and run it through the pipeline",
         f"  mainstem status {where}    # the drop folder, the lock, the last batches",
@@ -62,11 +70,18 @@ def next_steps(workspace: Path) -> list[str]:
 
 
 def _init(args: argparse.Namespace) -> None:
-    from mainstem.flow.workspace import create_workspace
+    from mainstem.flow.workspace import WorkspaceChoices, create_workspace
+    from mainstem.params import load_params
 
-    path = create_workspace(Path(args.path))
-    print(f"workspace ready at {path}")
-    print("\n".join(next_steps(path)))
+    target = Path(args.path).resolve()
+    # A workspace's own remote by default: two workspaces side by side never share one.
+    remote = args.remote or (f"../{target.name}-remote" if args.dataset else None)
+    path = create_workspace(target, choices=WorkspaceChoices(args.dataset, remote))
+    params = load_params(path)
+    dataset, url = params.validate.dataset, remote or params.remote.url
+    print(f"workspace ready at {path} (dataset {dataset}, DVC remote {url})")
+    missing = None if params.validate.contract_path.exists() else params.validate.dataset
+    print("\n".join(next_steps(path, missing)))
 
 
 def _submit(args: argparse.Namespace) -> None:
@@ -188,6 +203,61 @@ def _retrain_explain(args: argparse.Namespace) -> None:
     else:
         print("retrain policy, dry run (nothing is triggered, nothing is written):")
         print("\n".join(f"  {line}" for line in [_airflow_line(found), *explain(decision)]))
+
+
+def _retrain_run(args: argparse.Namespace) -> None:
+    from mainstem.flow.train import train_from_decision
+    from mainstem.params import load_params
+    from mainstem.training.decision_log import record_decision
+    from mainstem.training.policy import PolicyInputs, explain
+    from mainstem.training.request import workspace_decision
+
+    params = load_params(args.workspace)
+    given = PolicyInputs(threshold=args.threshold, threshold_source="--threshold")
+    decision = workspace_decision(params, given)
+    record_decision(params, decision.to_json(), "mainstem retrain run")
+    print("retrain policy:")
+    print("\n".join(f"  {line}" for line in explain(decision)))
+    if not decision.retrain:
+        return
+    outcome = train_from_decision(params.root, decision, "mainstem retrain run")
+    where = "moved to it" if outcome.promoted else f"stays at version {outcome.production_version}"
+    print(
+        f"trained {params.train.model_name} version {outcome.model_version} "
+        f"({outcome.eval_metric}={outcome.score:.4f}) on {outcome.master_rows} rows; "
+        f"'{params.train.production_alias}' {where}"
+    )
+
+
+def _contract_infer(args: argparse.Namespace) -> None:
+    from mainstem.params import load_params
+    from mainstem.validation.infer import (
+        draft_contract,
+        image_columns,
+        infer_columns,
+        read_sample,
+        write_draft,
+    )
+
+    params = load_params(args.workspace)
+    root = params.root
+    frame, folder = read_sample(Path(args.sample))
+    images = image_columns(frame, folder)
+    text = draft_contract(args.dataset, args.key, infer_columns(frame, args.key), images)
+    path = write_draft(root / "contracts", args.dataset, text)
+    print(f"draft contract written to {path}: review each CONFIRM comment")
+    if images:
+        print(f"image columns: {', '.join(images)}")
+    if params.validate.dataset != args.dataset:
+        print(f"then set validate.dataset: {args.dataset} in params.yaml")
+    print("then declare train.task, train.label and train.features in params.yaml")
+
+
+def _samples(args: argparse.Namespace) -> None:
+    from mainstem.local.samples import write_samples
+
+    for folder in write_samples(args.dataset, Path(args.out)):
+        print(folder)
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -338,6 +408,12 @@ def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         "and each one is recorded by a lineage commit in its history. Prints the next steps.",
     )
     init.add_argument("path", help="an empty or new folder")
+    init.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="the dataset (contracts/NAME/); its own DVC remote ../<folder>-remote unless --remote",
+    )
+    init.add_argument("--remote", metavar="URL", help="the DVC remote: a folder or s3://...")
     init.set_defaults(func=_init)
 
     submit = verbs.add_parser(
@@ -397,6 +473,59 @@ def _add_retrain(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     )
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(func=_retrain_explain)
+    _add_retrain_run(retrain_verbs, workspace)
+
+
+def _add_retrain_run(retrain_verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
+    run = retrain_verbs.add_parser(
+        "run",
+        parents=[workspace],
+        help="decide, and when the decision says retrain: train, push and record lineage",
+        description="The command line's counterpart of retrain_policy_dag and "
+        "train_pipeline_dag: compute the retrain decision from DVC metrics and params.yaml, "
+        "record it for `mainstem status`, and when it says retrain, run the train stage "
+        "(`dvc repro train`), push to the DVC remote and commit the lineage, in this process.",
+    )
+    run.add_argument(
+        "--threshold",
+        metavar="N",
+        help="new rows that justify retraining (default: params.yaml retrain.threshold_rows)",
+    )
+    run.set_defaults(func=_retrain_run)
+
+
+def _add_contract(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
+    contract = verbs.add_parser("contract", help="data contracts: draft one from a sample")
+    contract_verbs = contract.add_subparsers(dest="contract_verb", required=True, metavar="SUBVERB")
+    _add_contract_infer(contract_verbs, workspace)
+
+
+def _add_contract_infer(contract_verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
+    infer = contract_verbs.add_parser(
+        "infer",
+        parents=[workspace],
+        help="draft contracts/NAME/v1.yaml from a sample batch, CSV or Parquet",
+        description="Infer a draft contract from SAMPLE (a batch folder, a CSV or a Parquet "
+        "file): dtypes, nullability, ranges and allowed values as pandera infers them, the image "
+        "columns (their values link to image files in the sample), each guessed rule with a "
+        "CONFIRM comment. A released contract (one without the DRAFT line) is never overwritten.",
+    )
+    infer.add_argument("sample", help="a batch folder, a .csv or a .parquet file")
+    infer.add_argument("--dataset", required=True, metavar="NAME", help="the dataset's name")
+    infer.add_argument("--key", required=True, metavar="COLUMN", help="the primary key column")
+    infer.set_defaults(func=_contract_infer)
+
+
+def _add_samples(verbs: Verbs) -> None:
+    samples = verbs.add_parser(
+        "samples",
+        help="write the sample batches of an example dataset (produce, costs) to OUT",
+        description="Write deterministic sample batches of an example dataset into OUT, one "
+        "folder per batch, ready for `mainstem submit`.",
+    )
+    samples.add_argument("out", help="folder to write the batches into")
+    samples.add_argument("--dataset", default="produce", help="produce (default) or costs")
+    samples.set_defaults(func=_samples)
 
 
 def _add_views(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
@@ -553,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     workspace = _workspace_option()
     _add_flow_verbs(verbs, workspace)
     _add_retrain(verbs, workspace)
+    _add_contract(verbs, workspace)
+    _add_samples(verbs)
     _add_views(verbs, workspace)
     _add_lineage(verbs, workspace)
     _add_stack(verbs)

@@ -67,3 +67,7 @@ class BatchFailedError(MainstemError):
 
 class PipelineChangedError(MainstemError):
     """The workspace's pipeline differs from its last commit; the message says how to record it."""
+
+
+class TrainingConfigError(TrainingError):
+    """The declared training (train.label, train.features) does not fit the active contract."""

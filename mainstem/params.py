@@ -6,6 +6,8 @@ against the workspace root. A missing key or a value of the wrong kind is a Para
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,17 @@ import yaml
 from mainstem.errors import ParamsError
 
 PARAMS_FILE = "params.yaml"
+# What `train:` may declare. The names are the contract between params.yaml and the training
+# code, which maps each one to its implementation (mainstem/training/model.py).
+TASK_MODELS = {
+    "classification": ("linear", "random_forest", "gradient_boosting"),
+    "regression": ("linear", "random_forest", "gradient_boosting"),
+}
+METRIC_DIRECTIONS = {  # True: higher is better
+    "classification": {"f1_macro": True, "accuracy": True},
+    "regression": {"rmse": False, "mae": False},
+}
+IMAGE_FEATURES = ("mean_rgb", "grey_4x4")
 
 
 @dataclass(frozen=True)
@@ -54,8 +67,21 @@ class RemoteParams:
 
 
 @dataclass(frozen=True)
+class FeatureSpec:
+    """One declared feature: a column, and for an image column the image feature to compute."""
+
+    column: str
+    image: str | None = None
+
+    def to_json(self) -> str | dict[str, str]:
+        return self.column if self.image is None else {self.column: self.image}
+
+
+@dataclass(frozen=True)
 class TrainParams:
-    feature_version: str
+    task: str
+    label: str
+    features: tuple[FeatureSpec, ...]
     split_version: str
     model_version: str
     seed: int
@@ -68,6 +94,25 @@ class TrainParams:
     model_dir: Path
     metrics_file: Path
     tracking_db: Path
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRIC_DIRECTIONS[self.task][self.eval_metric]
+
+    @property
+    def declared(self) -> dict[str, Any]:
+        """What the model is made from, as declared: the task, the label and the features."""
+        return {
+            "task": self.task,
+            "label": self.label,
+            "features": [feature.to_json() for feature in self.features],
+        }
+
+    @property
+    def feature_version(self) -> str:
+        """Derived from the declared task, label and features, so it changes whenever they do."""
+        text = json.dumps(self.declared, sort_keys=True, separators=(",", ":"))
+        return "f-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -82,6 +127,7 @@ class Params:
     retrain_threshold_rows: int
     retrain_decision_file: Path
     retrain_training_timeout_seconds: int
+    retrain_failure_file: Path
 
 
 class _Section:
@@ -129,6 +175,74 @@ class _Section:
     def path(self, key: str) -> Path:
         return self._root / self.text(key)
 
+    def choice(self, key: str, allowed: tuple[str, ...] | list[str]) -> str:
+        value = self._get(key)
+        if value not in allowed:
+            raise ParamsError(
+                f"params.yaml: '{self._name}.{key}' must be one of {', '.join(allowed)}, "
+                f"got {value!r}"
+            )
+        return str(value)
+
+    def features(self, key: str) -> tuple[FeatureSpec, ...]:
+        """A list of column names, and `{column: image_feature}` for image columns."""
+        value = self._get(key)
+        where = f"params.yaml: '{self._name}.{key}'"
+        if not isinstance(value, list) or not value:
+            raise ParamsError(f"{where} must be a non-empty list of columns, got {value!r}")
+        found = [_feature(item, where) for item in value]
+        columns = [feature.column for feature in found]
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ParamsError(f"{where} lists {', '.join(repeated)} more than once")
+        return tuple(found)
+
+
+def _feature(item: object, where: str) -> FeatureSpec:
+    if isinstance(item, str) and item:
+        return FeatureSpec(item)
+    if isinstance(item, dict) and len(item) == 1:
+        ((column, image),) = item.items()
+        if isinstance(column, str) and image in IMAGE_FEATURES:
+            return FeatureSpec(column, str(image))
+    raise ParamsError(
+        f"{where}: {item!r} is neither a column name nor {{image_column: feature}} with a "
+        f"feature from {', '.join(IMAGE_FEATURES)}"
+    )
+
+
+def _train_params(train: _Section) -> TrainParams:
+    if "feature_version" in train._values:
+        raise ParamsError(
+            "params.yaml: 'train.feature_version' is derived from train.task, train.label and "
+            "train.features now; remove the key"
+        )
+    fraction = train.number("test_fraction")
+    if not 0.0 < fraction < 1.0:
+        raise ParamsError(f"params.yaml: 'train.test_fraction' must be in (0, 1), got {fraction}")
+    task = train.choice("task", tuple(TASK_MODELS))
+    features = train.features("features")
+    label = train.text("label")
+    if label in {feature.column for feature in features}:
+        raise ParamsError(f"params.yaml: 'train.features' lists the label {label!r}; remove it")
+    return TrainParams(
+        task=task,
+        label=label,
+        features=features,
+        split_version=train.text("split_version"),
+        model_version=train.choice("model_version", TASK_MODELS[task]),
+        seed=train.integer("seed"),
+        test_fraction=fraction,
+        experiment=train.text("experiment"),
+        model_name=train.text("model_name"),
+        production_alias=train.text("production_alias"),
+        eval_metric=train.choice("eval_metric", tuple(METRIC_DIRECTIONS[task])),
+        request_file=train.path("request_file"),
+        model_dir=train.path("model_dir"),
+        metrics_file=train.path("metrics_file"),
+        tracking_db=train.path("tracking_db"),
+    )
+
 
 def load_params(root: Path | str = ".") -> Params:
     """Read `<root>/params.yaml` into typed sections with paths resolved against root."""
@@ -152,9 +266,6 @@ def load_params(root: Path | str = ".") -> Params:
     retrain = _Section(raw, "retrain", root)
     dataset = validate.text("dataset")
     version = validate.integer("contract_version", minimum=1)
-    fraction = train.number("test_fraction")
-    if not 0.0 < fraction < 1.0:
-        raise ParamsError(f"params.yaml: 'train.test_fraction' must be in (0, 1), got {fraction}")
     return Params(
         root=root,
         ingest=IngestParams(
@@ -184,22 +295,9 @@ def load_params(root: Path | str = ".") -> Params:
         remote=RemoteParams(
             name=remote.text("name"), url=remote.text("url"), endpointurl=remote.text("endpointurl")
         ),
-        train=TrainParams(
-            feature_version=train.text("feature_version"),
-            split_version=train.text("split_version"),
-            model_version=train.text("model_version"),
-            seed=train.integer("seed"),
-            test_fraction=fraction,
-            experiment=train.text("experiment"),
-            model_name=train.text("model_name"),
-            production_alias=train.text("production_alias"),
-            eval_metric=train.text("eval_metric"),
-            request_file=train.path("request_file"),
-            model_dir=train.path("model_dir"),
-            metrics_file=train.path("metrics_file"),
-            tracking_db=train.path("tracking_db"),
-        ),
+        train=_train_params(train),
         retrain_threshold_rows=retrain.integer("threshold_rows"),
         retrain_decision_file=retrain.path("decision_file"),
         retrain_training_timeout_seconds=retrain.integer("training_timeout_seconds", minimum=1),
+        retrain_failure_file=retrain.path("failure_file"),
     )

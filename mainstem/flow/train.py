@@ -14,13 +14,14 @@ from pathlib import Path
 
 from mainstem.commands import dvc
 from mainstem.durable import read_json
-from mainstem.errors import MissingDecisionError
+from mainstem.errors import CommandError, MissingDecisionError
 from mainstem.flow.batch import lineage_paths, refresh_page
 from mainstem.flow.lineage import record
 from mainstem.flow.pipeline import require_committed_pipeline
 from mainstem.flow.runner import FlowRun, push_outputs, run_flow
 from mainstem.flow.sequences import TRAINING_FLOW, StepState
 from mainstem.params import Params
+from mainstem.training.failures import clear_failure, declared_contract, record_failure
 from mainstem.training.policy import RetrainDecision
 from mainstem.training.request import TrainingOutcome, request_training, training_outcome
 
@@ -60,10 +61,17 @@ def train(run: FlowRun, state: StepState) -> StepState:
         )
     params = run.params
     decision = RetrainDecision.from_json(decision_json)
+    declared_contract(params)  # a declaration that cannot work fails here, before any request
     requested_by = str(state.get("requested_by") or run.owner_id)
     request = request_training(params, decision, requested_by)
     log.info("train request: %s rows, master %s", request.master_rows, request.master_md5)
-    completed = dvc(["repro", "train"], run.root)
+    try:
+        completed = dvc(["repro", "train"], run.root)
+    except CommandError as exc:
+        # remembered, so the policy does not start this same failing training after each batch
+        record_failure(params, request.master_md5, str(exc))
+        raise
+    clear_failure(params)
     log.info("dvc repro train:\n%s", completed.stdout.strip())
     outcome = training_outcome(params)
     log.info(

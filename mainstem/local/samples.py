@@ -1,7 +1,8 @@
 """Deterministic sample deliveries for the demo, the tests and the benchmarks.
 
 In: a batch number, the id range and what to spoil. Out: a folder with a CSV or Parquet file of
-fruit inspections and the photos its rows link to, exactly as a producer would deliver it. The same
+fruit inspections and the photos its rows link to, exactly as a producer would deliver it; or,
+for the regression example `costs`, a CSV of construction projects and their cost. The same
 arguments always give the same bytes. The grade depends on weight, size and the photo's colour, so
 a model trained on the master learns something real.
 """
@@ -17,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
+from mainstem.errors import MainstemError
 
 COLUMNS = ["item_id", "supplier", "weight_g", "diameter_mm", "harvested_on", "image_file", "grade"]
 SUPPLIERS = ["north", "south", "east", "west"]
@@ -159,3 +162,42 @@ def second_pass_batches() -> list[BatchSpec]:
         BatchSpec(5, first_id=601, rows=120, bad_rows=1, loose_rows=8),
         BatchSpec(6, first_id=721, rows=360, table_format="parquet", bad_rows=2, loose_rows=20),
     ]
+
+
+COST_COLUMNS = ["project_ref", "region", "building_type", "floor_area_m2", "storeys", "cost_keur"]
+_REGIONS = ["north", "south", "east", "west"]
+_BUILDING_TYPES = {"house": 1.6, "office": 2.2, "warehouse": 0.9}  # k€ per m² before extras
+
+
+def make_cost_batch(dest: Path, number: int, first: int, rows: int) -> Path:
+    """A delivery of the regression example: construction projects and what they cost.
+
+    The cost follows the floor area, the storeys, the building type and the region, with noise,
+    so a regression model trained on the master learns something real. No images.
+    """
+    rng = np.random.default_rng(1000 + number)
+    dest.mkdir(parents=True, exist_ok=True)
+    types = list(_BUILDING_TYPES)
+    with open(dest / f"batch-{number:03d}.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COST_COLUMNS)
+        for offset in range(rows):
+            region = _REGIONS[int(rng.integers(0, 4))]
+            kind = types[int(rng.integers(0, 3))]
+            area = float(np.round(rng.uniform(60, 4000), 1))
+            storeys = int(rng.integers(1, 9))
+            cost = area * _BUILDING_TYPES[kind] * (1 + 0.05 * storeys)
+            cost *= 1.15 if region == "south" else 1.0
+            cost = float(np.round(cost + rng.normal(0.0, 40.0), 1))
+            writer.writerow([f"P-{first + offset:06d}", region, kind, area, storeys, cost])
+    return dest
+
+
+def write_samples(dataset: str, out: Path) -> list[Path]:
+    """The sample batches of an example dataset, one folder each under `out`."""
+    if dataset == "produce":
+        return [make_batch(out / spec.name, spec) for spec in demo_batches()]
+    if dataset == "costs":
+        spans = [(1, 1, 240), (2, 241, 240), (3, 481, 200)]
+        return [make_cost_batch(out / f"batch-{n:03d}", n, first, rows) for n, first, rows in spans]
+    raise MainstemError(f"no sample batches for dataset {dataset!r}; known: produce, costs")

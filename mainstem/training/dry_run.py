@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from mainstem.metrics import read_metric
 from mainstem.params import Params
+from mainstem.training.failures import training_blocker
 from mainstem.training.policy import (
     PolicyInputs,
     RetrainDecision,
@@ -70,4 +71,4 @@ def dry_run_decision(params: Params, given: PolicyInputs) -> RetrainDecision:
     )
     started_after = time.time() - params.retrain_training_timeout_seconds
     facts = read_store(tracking_uri(params), workspace_scope(params), int(started_after * 1000))
-    return make_decision(counts, facts, given.training_in_flight)
+    return make_decision(counts, facts, given.training_in_flight, training_blocker(params))

@@ -26,13 +26,13 @@ from mainstem.durable import fresh_dir, publish_dir, read_json, staging_path
 from mainstem.errors import MainstemError
 from mainstem.metrics import read_metric
 from mainstem.params import Params
+from mainstem.training.failures import declared_contract
 from mainstem.training.model import (
-    QUALITY_METRICS,
+    IMAGE_FEATURES,
     TrainRequest,
     check_request,
     fit_and_score,
     master_hash,
-    mean_rgb,
     parse_request,
     recorded_metrics,
     request_id,
@@ -67,8 +67,8 @@ def _check_master(params: Params, request: TrainRequest) -> None:
     check_request(request, master_md5, master_rows)
 
 
-def _read_master(params: Params, master_rows: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The master and the mean colour of each row's photo."""
+def _read_master(params: Params, master_rows: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The master and, per declared image feature, its values for each row's image."""
     master = pd.read_parquet(params.merge.master_dir)
     if len(master) != master_rows:
         raise MainstemError(
@@ -76,19 +76,26 @@ def _read_master(params: Params, master_rows: int) -> tuple[pd.DataFrame, np.nda
             f"{params.merge.metrics_file.relative_to(params.root).as_posix()} says "
             f"{master_rows}; run `dvc checkout` to restore the tracked master"
         )
-    images = params.validate.validated_dir / "images"
-    colours = np.array([mean_rgb((images / name).read_bytes()) for name in master["image_file"]])
-    return master, colours
+    folder = params.validate.validated_dir / "images"
+    images = {
+        feature.column: np.array(
+            [IMAGE_FEATURES[feature.image]((folder / name).read_bytes()) for name in names]
+        )
+        for feature in params.train.features
+        if feature.image is not None
+        for names in [master[feature.column].astype(str)]
+    }
+    return master, images
 
 
-def _stage_metrics(outcome: TrainingRun) -> dict[str, Any]:
+def _stage_metrics(outcome: TrainingRun, task: str) -> dict[str, Any]:
     return {
         "trained": True,
         "run_id": outcome.run_id,
         "model_version": outcome.model_version,
         "promoted": outcome.promotion.promoted,
         "production_version": outcome.promotion.alias_version,
-        **recorded_metrics(outcome.metrics),
+        **recorded_metrics(outcome.metrics, task),
     }
 
 
@@ -97,8 +104,9 @@ def _train(
 ) -> TrainingRun:
     """Fit, log, register and publish a new model for `request`."""
     train, root = params.train, params.root
-    master, colours = _read_master(params, request.master_rows)
-    fitted = fit_and_score(train, master, colours)
+    key = declared_contract(params).primary_key
+    master, images = _read_master(params, request.master_rows)
+    fitted = fit_and_score(train, key, master, images)
     tags = {
         REQUEST_ID_TAG: request_id(request),
         "git_commit": git(["rev-parse", "HEAD"], root).stdout.strip(),
@@ -131,11 +139,7 @@ def run_requested_training(params: Params) -> dict[str, Any]:
         log.info("no training requested (%s is {})", train.request_file.name)
         fresh_dir(train.model_dir)
         return {"trained": False}
-    if train.eval_metric not in QUALITY_METRICS:
-        raise MainstemError(
-            f"params.yaml: train.eval_metric '{train.eval_metric}' is not one of "
-            f"{', '.join(QUALITY_METRICS)}"
-        )
+    declared_contract(params)
     _check_master(params, request)
     client = connect(store_uri(params))
     registration = Registration(
@@ -143,6 +147,7 @@ def run_requested_training(params: Params) -> dict[str, Any]:
         train.model_name,
         train.production_alias,
         train.eval_metric,
+        train.higher_is_better,
     )
     served = served_request(client, registration, request_id(request))
     if served is not None:
@@ -153,9 +158,9 @@ def run_requested_training(params: Params) -> dict[str, Any]:
             served.model_version,
         )
         _restore(params, client, served)
-        return _stage_metrics(served)
+        return _stage_metrics(served, train.task)
     outcome = _train(params, request, client, registration)
     log.info(
         "run %s, version %s: %s", outcome.run_id, outcome.model_version, outcome.promotion.reason
     )
-    return _stage_metrics(outcome)
+    return _stage_metrics(outcome, train.task)

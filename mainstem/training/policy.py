@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from mainstem.errors import PolicyError
 from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
 from mainstem.params import Params
+from mainstem.training.failures import Blocker, training_blocker
 from mainstem.training.registry import (
     Production,
     connect,
@@ -45,7 +46,9 @@ class RetrainDecision:
 
     retrain: bool
     reason: str
-    basis: str  # bootstrap | growth | shrunk | no_compatible_run | in_flight
+    basis: (
+        str  # bootstrap | growth | shrunk | no_compatible_run | in_flight | config_error | failed
+    )
     tracking_uri: str
     experiment: str
     model_name: str
@@ -227,19 +230,27 @@ def _rows_verdict(current_rows: int, threshold: int, compatible: CompatibleRun) 
 
 
 def verdict(
-    current_rows: int, threshold: int, facts: StoreFacts, caller_in_flight: bool
+    current_rows: int,
+    threshold: int,
+    facts: StoreFacts,
+    caller_in_flight: bool,
+    blocker: Blocker | None = None,
 ) -> Verdict:
     """The verdict from plain values; no I/O.
 
     A training in flight (a RUNNING run in `facts`, or `caller_in_flight`) always wins: no second
     training starts. Without production it is a bootstrap; without a compatible run the rows
     production saw are unknown, so it retrains; otherwise new rows are compared to the threshold.
-    New rows are still counted when a training is in flight, for the explanation.
+    New rows are still counted when a training is in flight, for the explanation. A `blocker`
+    (a declaration that does not fit the contract, or a training that already failed on this
+    master and configuration) comes next: no training starts that is known to fail.
     """
     compatible = facts.compatible
     new_rows = None if compatible is None else current_rows - compatible.master_rows
     if caller_in_flight or facts.running_run_id is not None:
         return _in_flight_verdict(facts, new_rows)
+    if blocker is not None:
+        return Verdict(False, blocker.basis, blocker.reason, new_rows)
     if facts.production is None:
         return _bootstrap_verdict(current_rows, threshold, facts.scope)
     if compatible is None:
@@ -319,9 +330,13 @@ def look_up(
     return StoreFacts(client.tracking_uri, scope, production, filter_string, compatible, running)
 
 
-def make_decision(counts: Counts, facts: StoreFacts, training_in_flight: bool) -> RetrainDecision:
+def make_decision(
+    counts: Counts, facts: StoreFacts, training_in_flight: bool, blocker: Blocker | None = None
+) -> RetrainDecision:
     """The verdict on `counts` and `facts`, recorded with every input it used; no I/O."""
-    found = verdict(counts.current_master_rows, counts.threshold, facts, training_in_flight)
+    found = verdict(
+        counts.current_master_rows, counts.threshold, facts, training_in_flight, blocker
+    )
     production, compatible = facts.production, facts.compatible
     return RetrainDecision(
         retrain=found.retrain,
@@ -396,13 +411,9 @@ def decide(params: Params, given: PolicyInputs) -> RetrainDecision:
         given.threshold_source,
     )
     started_after = time.time() - params.retrain_training_timeout_seconds
-    return decide_retrain(
-        connect(tracking_uri(params)),
-        workspace_scope(params),
-        counts,
-        training_in_flight=given.training_in_flight,
-        running_started_after_ms=int(started_after * 1000),
-    )
+    client = connect(tracking_uri(params))
+    facts = look_up(client, workspace_scope(params), int(started_after * 1000))
+    return make_decision(counts, facts, given.training_in_flight, training_blocker(params))
 
 
 def explain(decision: RetrainDecision) -> list[str]:

@@ -205,6 +205,7 @@ class Registration:
     model_name: str
     alias: str
     eval_metric: str
+    higher_is_better: bool = True
 
 
 @dataclass(frozen=True)
@@ -216,9 +217,15 @@ class Promotion:
     reason: str
 
 
-def should_promote(new_score: float, production_score: float | None) -> bool:
-    """The first version is promoted; later ones when at least as good."""
-    return production_score is None or new_score >= production_score
+def should_promote(
+    new_score: float, production_score: float | None, higher_is_better: bool = True
+) -> bool:
+    """The first version is promoted; later ones when at least as good in the metric's direction."""
+    if production_score is None:
+        return True
+    if higher_is_better:
+        return new_score >= production_score
+    return new_score <= production_score
 
 
 def promote_if_better(
@@ -229,12 +236,14 @@ def promote_if_better(
     metric = registration.eval_metric
     production = resolve_production(client, model_name, alias)
     current = production.metrics.get(metric) if production else None
-    if production is not None and not should_promote(score, current):
+    better = registration.higher_is_better
+    if production is not None and not should_promote(score, current, better):
         return Promotion(
             False,
             production.version,
-            f"version {version} {metric}={score:.4f} is below production version "
-            f"{production.version} ({current:.4f}); '{alias}' stays",
+            f"version {version} {metric}={score:.4f} is worse than production version "
+            f"{production.version} ({current:.4f}, {'higher' if better else 'lower'} is "
+            f"better); '{alias}' stays",
         )
     with store_errors(client.tracking_uri):
         client.set_registered_model_alias(model_name, alias, version)
@@ -243,7 +252,10 @@ def promote_if_better(
     elif current is None:
         reason = f"version {production.version} has no {metric}; version {version} replaces it"
     else:
-        reason = f"version {version} {metric}={score:.4f} >= {current:.4f} of {production.version}"
+        sign = ">=" if registration.higher_is_better else "<="
+        reason = (
+            f"version {version} {metric}={score:.4f} {sign} {current:.4f} of {production.version}"
+        )
     return Promotion(True, version, reason)
 
 
@@ -266,6 +278,14 @@ def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "skops")]
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The types skops must be told to trust to load `model` again: the ones a model mainstem
+    has just fitted holds beyond skops' defaults (the tree storage of the tree ensembles)."""
+    from skops.io import dumps, get_untrusted_types
+
+    return sorted(get_untrusted_types(data=dumps(model)))
 
 
 def _record_promotion(
@@ -315,6 +335,7 @@ def record_training(
                 name="model",
                 pip_requirements=_pip_requirements(),
                 signature=signature,
+                skops_trusted_types=trusted_types(fitted.model),
             )
         version = mlflow.register_model(logged.model_uri, registration.model_name)
     run_id = active.info.run_id

@@ -35,7 +35,7 @@ def _fitted() -> Fitted:
     features = np.array([[float(i)] for i in range(20)])
     labels = np.array(["A" if i < 10 else "B" for i in range(20)])
     held_out = np.arange(20) % 4 == 0
-    model = fit_model("m1", features[~held_out], labels[~held_out], seed=1)
+    model = fit_model(load_params(ROOT).train, features[~held_out], labels[~held_out], seed=1)
     quality = {"accuracy": 1.0, "f1_macro": 1.0}
     return Fitted(model, ["x"], held_out, quality, features[:5])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,13 +15,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mainstem.errors import TrainingError
-from mainstem.params import load_params
+from mainstem.params import FeatureSpec, TrainParams, load_params
 from mainstem.training.model import (
     TrainRequest,
     check_request,
     feature_matrix,
     fit_and_score,
     fit_model,
+    grey_4x4,
     held_out,
     master_hash,
     mean_rgb,
@@ -137,14 +139,32 @@ def test_mean_rgb_of_a_solid_photo() -> None:
     assert mean_rgb(buffer.getvalue()) == pytest.approx((1.0, 0.0, 0.2))
 
 
-def test_features_are_tabular_columns_then_colours() -> None:
+PRODUCE_FEATURES = (
+    FeatureSpec("weight_g"),
+    FeatureSpec("diameter_mm"),
+    FeatureSpec("image_file", "mean_rgb"),
+)
+
+
+def test_features_are_the_declared_columns_in_order() -> None:
     master = pd.DataFrame({"weight_g": [100.0, 200.0], "diameter_mm": [50.0, 60.0]})
-    colours = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
-    matrix, names = feature_matrix(master, colours, "f1")
-    assert names == ["weight_g", "diameter_mm", "mean_r", "mean_g", "mean_b"]
+    colours = {"image_file": np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])}
+    matrix, names = feature_matrix(master, PRODUCE_FEATURES, colours)
+    assert names == ["weight_g", "diameter_mm", "image_file.r", "image_file.g", "image_file.b"]
     assert matrix.tolist() == [[100.0, 50.0, 0.1, 0.2, 0.3], [200.0, 60.0, 0.4, 0.5, 0.6]]
-    with pytest.raises(TrainingError, match="feature_version 'f9' is unknown"):
-        feature_matrix(master, colours, "f9")
+
+
+def test_a_text_feature_is_one_hot_and_a_missing_number_the_median() -> None:
+    master = pd.DataFrame({"city": ["paris", "lyon", None], "rooms": [1.0, None, 3.0]})
+    matrix, names = feature_matrix(master, (FeatureSpec("city"), FeatureSpec("rooms")), {})
+    assert names == ["city=lyon", "city=paris", "rooms"]
+    assert matrix.tolist() == [[0.0, 1.0, 1.0], [1.0, 0.0, 2.0], [0.0, 0.0, 3.0]]
+
+
+def test_a_grey_thumbnail_has_sixteen_values() -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 51).save(buffer, format="PNG")
+    assert grey_4x4(buffer.getvalue()) == pytest.approx((0.2,) * 16)
 
 
 @given(st.lists(st.integers(min_value=0, max_value=10**9), unique=True, max_size=50))
@@ -163,24 +183,42 @@ def test_split_holds_out_about_the_fraction_and_follows_the_seed() -> None:
         held_out(keys, 7, "s9", 0.25)
 
 
+def _train(**changes: object) -> TrainParams:
+    return replace(load_params(ROOT).train, **changes)
+
+
 def test_fit_needs_two_grades() -> None:
     features = np.arange(40, dtype=float).reshape(20, 2)
-    with pytest.raises(TrainingError, match="two grades"):
-        fit_model("m1", features, np.array(["A"] * 20), seed=1)
-    with pytest.raises(TrainingError, match="model_version 'm9' is unknown"):
-        fit_model("m9", features, np.array(["A", "B"] * 10), seed=1)
+    with pytest.raises(TrainingError, match="needs two values of grade"):
+        fit_model(_train(), features, np.array(["A"] * 20))
+    with pytest.raises(TrainingError, match="model_version 'm9' is unknown for classification"):
+        fit_model(_train(model_version="m9"), features, np.array(["A", "B"] * 10))
 
 
 def test_fit_and_score_a_separable_problem() -> None:
     features = np.array([[float(i)] for i in range(40)])
     labels = np.array(["A" if i < 20 else "B" for i in range(40)])
-    model = fit_model("m1", features, labels, seed=1)
-    assert scores(labels, model.predict(features)) == {"accuracy": 1.0, "f1_macro": 1.0}
+    model = fit_model(_train(), features, labels)
+    assert scores("classification", labels, model.predict(features)) == {
+        "accuracy": 1.0,
+        "f1_macro": 1.0,
+    }
     with pytest.raises(TrainingError, match="test side of the split is empty"):
-        scores(labels[:0], labels[:0])
+        scores("classification", labels[:0], labels[:0])
 
 
-def _master(rows: int) -> tuple[pd.DataFrame, np.ndarray]:
+@pytest.mark.parametrize("model_version", ["linear", "random_forest", "gradient_boosting"])
+def test_each_regression_model_learns_a_line(model_version: str) -> None:
+    features = np.array([[float(i)] for i in range(60)])
+    prices = 3.0 * features[:, 0] + 10.0
+    train = _train(task="regression", label="price", model_version=model_version)
+    model = fit_model(train, features, prices)
+    quality = scores("regression", prices, model.predict(features))
+    assert set(quality) == {"rmse", "mae"}
+    assert quality["rmse"] < 6.0
+
+
+def _master(rows: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """A master of two grades that weight alone tells apart, and grey photos."""
     heavy = np.arange(rows) % 2 == 0
     master = pd.DataFrame(
@@ -191,40 +229,42 @@ def _master(rows: int) -> tuple[pd.DataFrame, np.ndarray]:
             "grade": np.where(heavy, "A", "B"),
         }
     )
-    return master, np.full((rows, 3), 0.5)
+    return master, {"image_file": np.full((rows, 3), 0.5)}
 
 
 def test_fit_and_score_follow_the_params_versions_and_split() -> None:
     train = load_params(ROOT).train
     master, colours = _master(80)
-    fitted = fit_and_score(train, master, colours)
+    fitted = fit_and_score(train, "item_id", master, colours)
     expected_test = held_out(
         master["item_id"], train.seed, train.split_version, train.test_fraction
     )
     assert fitted.test.tolist() == expected_test.tolist()
-    assert fitted.feature_names == list(feature_matrix(master, colours, "f1")[1])
+    assert fitted.feature_names == list(feature_matrix(master, train.features, colours)[1])
     assert fitted.quality == {"accuracy": 1.0, "f1_macro": 1.0}
-    assert fitted.sample.tolist() == feature_matrix(master, colours, "f1")[0][:5].tolist()
+    assert fitted.sample.tolist() == feature_matrix(master, train.features, colours)[0][:5].tolist()
 
 
 def test_the_run_record_counts_the_given_master_rows_and_both_sides() -> None:
     train = load_params(ROOT).train
     master, colours = _master(80)
-    fitted = fit_and_score(train, master, colours)
+    fitted = fit_and_score(train, "item_id", master, colours)
     run = run_record(train, fitted, 80, {"request_id": "abc"})
     assert run["metrics"]["master_rows"] == 80
     assert run["metrics"]["rows_train"] + run["metrics"]["rows_test"] == 80
     assert run["metrics"]["rows_test"] == int(fitted.test.sum())
-    assert run["params"]["features"] == "weight_g,diameter_mm,mean_r,mean_g,mean_b"
+    assert (
+        run["params"]["features"] == "weight_g,diameter_mm,image_file.r,image_file.g,image_file.b"
+    )
     assert run["tags"] == {"request_id": "abc"}
 
 
 def test_recorded_metrics_read_back_as_they_were_recorded() -> None:
     train = load_params(ROOT).train
-    fitted = fit_and_score(train, *_master(80))
+    fitted = fit_and_score(train, "item_id", *_master(80))
     metrics = run_record(train, fitted, 80, {})["metrics"]
     as_logged = {name: float(value) for name, value in metrics.items()}  # MLflow keeps floats
-    back = recorded_metrics(as_logged)
+    back = recorded_metrics(as_logged, "classification")
     assert json.dumps(back, sort_keys=True) == json.dumps(metrics, sort_keys=True)
     with pytest.raises(TrainingError, match="logged no metric rows_test"):
-        recorded_metrics({k: v for k, v in as_logged.items() if k != "rows_test"})
+        recorded_metrics({k: v for k, v in as_logged.items() if k != "rows_test"}, "classification")
