@@ -495,9 +495,49 @@ def _add_retrain_run(retrain_verbs: Verbs, workspace: argparse.ArgumentParser) -
 
 
 def _add_contract(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
-    contract = verbs.add_parser("contract", help="data contracts: draft one from a sample")
+    contract = verbs.add_parser(
+        "contract", help="data contracts: draft one from a sample; compare, check and switch"
+    )
     contract_verbs = contract.add_subparsers(dest="contract_verb", required=True, metavar="SUBVERB")
     _add_contract_infer(contract_verbs, workspace)
+    _add_contract_changes(contract_verbs, workspace)
+
+
+def _add_contract_changes(contract_verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
+    diff = contract_verbs.add_parser(
+        "diff",
+        parents=[workspace],
+        help="classify the changes from contract version A to B",
+        description="Each change is breaking or non-breaking. Exit status: 0 no change, "
+        "1 non-breaking only, 2 breaking, 3 a contract could not be read.",
+    )
+    diff.add_argument("old", type=int, metavar="A", help="contract version, e.g. 1")
+    diff.add_argument("new", type=int, metavar="B", help="contract version, e.g. 2")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.set_defaults(func=_contract_diff)
+    check = contract_verbs.add_parser(
+        "check",
+        parents=[workspace],
+        help="replay contract N over the master and the last raw batches; changes nothing",
+    )
+    check.add_argument("version", type=int, metavar="N", help="contract version")
+    check.add_argument(
+        "--batches", type=int, default=3, metavar="K", help="raw batches to replay (default 3)"
+    )
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(func=_contract_check)
+    use = contract_verbs.add_parser(
+        "use",
+        parents=[workspace],
+        help="diff, check, then switch to contract N in a pipeline commit",
+    )
+    use.add_argument("version", type=int, metavar="N", help="contract version")
+    use.add_argument(
+        "--accept-breaking",
+        action="store_true",
+        help="switch even though the change is breaking and drops master rows",
+    )
+    use.set_defaults(func=_contract_use)
 
 
 def _add_contract_infer(contract_verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
@@ -577,43 +617,6 @@ def _add_lineage(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         "change and commits it with its outputs, in a commit that says what changed.",
     )
     commit.set_defaults(func=_pipeline_commit)
-
-    contract = verbs.add_parser("contract", help="compare, check and switch data contracts")
-    contract_verbs = contract.add_subparsers(dest="contract_verb", required=True, metavar="SUBVERB")
-    diff = contract_verbs.add_parser(
-        "diff",
-        parents=[workspace],
-        help="classify the changes from contract version A to B",
-        description="Each change is breaking or non-breaking. Exit status: 0 no change, "
-        "1 non-breaking only, 2 breaking, 3 a contract could not be read.",
-    )
-    diff.add_argument("old", type=int, metavar="A", help="contract version, e.g. 1")
-    diff.add_argument("new", type=int, metavar="B", help="contract version, e.g. 2")
-    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
-    diff.set_defaults(func=_contract_diff)
-    check = contract_verbs.add_parser(
-        "check",
-        parents=[workspace],
-        help="replay contract N over the master and the last raw batches; changes nothing",
-    )
-    check.add_argument("version", type=int, metavar="N", help="contract version")
-    check.add_argument(
-        "--batches", type=int, default=3, metavar="K", help="raw batches to replay (default 3)"
-    )
-    check.add_argument("--json", action="store_true", help="print the result as JSON")
-    check.set_defaults(func=_contract_check)
-    use = contract_verbs.add_parser(
-        "use",
-        parents=[workspace],
-        help="diff, check, then switch to contract N in a pipeline commit",
-    )
-    use.add_argument("version", type=int, metavar="N", help="contract version")
-    use.add_argument(
-        "--accept-breaking",
-        action="store_true",
-        help="switch even though the change is breaking and drops master rows",
-    )
-    use.set_defaults(func=_contract_use)
 
     master = verbs.add_parser(
         "diff",
