@@ -98,6 +98,7 @@ def _processed(tmp_path: Path, photos: bool) -> Path:
     assert ("photo" in (inferred["contract"].get("images") or {})) == photos
     _review(contract)
     _declare_training(workspace, photos)
+    cli(["pipeline", "commit", *where])  # the reviewed contract and the training, recorded
 
     for number, (first, rows) in enumerate([(1, 60), (61, 60)], start=1):
         batch = _listings(tmp_path / f"batch-{number}", first, rows, photos)
@@ -128,10 +129,12 @@ def test_an_unseen_dataset_goes_from_init_to_promotion(
 
 
 def _set_train(workspace: Path, **values: object) -> None:
+    """Change the declared training and record the change, as an operator must before a run."""
     path = workspace / "params.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
     params["train"].update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    cli(["pipeline", "commit", "--workspace", str(workspace)])
 
 
 def test_a_bad_declaration_or_a_failed_training_is_not_retried(
