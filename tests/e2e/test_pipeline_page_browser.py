@@ -1,14 +1,20 @@
-"""The pipeline page as a browser shows it: headless Chromium renders one built from records."""
+"""The pipeline page as a browser shows it: one built from records, and one a workspace built."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from mainstem.flow.batch import process_next_batch
+from mainstem.flow.pipeline_history import PAGE
 from mainstem.flow.pipeline_page import BatchPoint, PipelineHistory, TrainingPoint, render_page
+from mainstem.local.samples import BatchSpec
+from mainstem.params import load_params
+from tests.conftest import Deliver
 from tests.e2e.test_report_browser import browser, run_browser
 
 pytestmark = pytest.mark.e2e
@@ -64,3 +70,22 @@ def test_the_browser_draws_the_charts(browser: str, pipeline_page: Path, tmp_pat
         counts = {colour: n for n, colour in image.convert("RGB").getcolors(1 << 20) or []}
     assert counts.get((102, 187, 106), 0) > 1000  # the accepted rows' green area is drawn
     assert counts.get((46, 125, 50), 0) > 500  # the production version's bar
+
+
+def test_the_browser_shows_a_workspace_page_that_agrees_with_its_metrics(
+    browser: str, workspace: Path, deliver: Deliver, tmp_path: Path
+) -> None:
+    """The page the flow itself rebuilt after each batch, as a person opens it."""
+    deliver(BatchSpec(1, first_id=1, rows=40, bad_rows=3, image_size=16))
+    process_next_batch(workspace)
+    deliver(BatchSpec(2, first_id=41, rows=10, image_size=16, drop_column="grade"))
+    process_next_batch(workspace)
+    master = json.loads(load_params(workspace).merge.metrics_file.read_text())
+
+    page = workspace / PAGE
+    dom = run_browser(browser, tmp_path, "--dump-dom", page.as_uri()).stdout
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    assert "2 batches" in text
+    assert "1 rejected" in text
+    assert f"{master['master_rows']} master rows" in text
+    assert dom.count("<svg") >= 3
