@@ -115,7 +115,7 @@ def _listed(files: object) -> list[DeliveredFile]:
 
 
 def ticket_files(params: IngestParams, ticket: dict[str, object]) -> list[DeliveredFile]:
-    """The claimed batch's files: from the raw snapshot once ingested, else the claim's list.
+    """The claimed batch's files: the claim's own list while it lasts, else the raw snapshot's.
 
     The claim's list (`claimed_files_path`, which git ignores) counts only if it hashes to the
     ticket's batch id. Tickets written before the list moved out of them carry it inline.
@@ -125,7 +125,9 @@ def ticket_files(params: IngestParams, ticket: dict[str, object]) -> list[Delive
     batch_id = ticket.get("batch_id")
     if not batch_id:
         return []
-    for source in (params.raw_dir / str(batch_id) / "batch.json", claimed_files_path(params)):
+    # The claim's own list first: a re-delivery of ingested content may name its files
+    # differently from the first delivery, whose names the raw snapshot keeps.
+    for source in (claimed_files_path(params), params.raw_dir / str(batch_id) / "batch.json"):
         try:
             listing = read_json(source)
         except (FileNotFoundError, ValueError):
