@@ -240,11 +240,19 @@ class AirflowStack:
             f"train again. Set from params.yaml retrain.threshold_rows ({default}) when Airflow "
             "started; change it here, or delete it to follow params.yaml."
         )
-        self.api(
-            "POST",
-            "/api/v2/variables",
-            {"key": THRESHOLD_VARIABLE, "value": str(default), "description": description},
-        )
+        body = {"key": THRESHOLD_VARIABLE, "value": str(default), "description": description}
+        # Right after start, the scheduler and dag-processor write the same SQLite file, and the
+        # api-server answers a locked database with HTTP 500: try again for a few seconds.
+        for attempt in range(6):
+            try:
+                self.api("POST", "/api/v2/variables", body)
+                return
+            except MainstemError:
+                if self.client().variable(THRESHOLD_VARIABLE) is not None:
+                    return  # the write went through after all
+                if attempt == 5:
+                    raise
+                time.sleep(1.0 + attempt)
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         run = self.api(

@@ -12,10 +12,9 @@ MLflow, with its own logging quiet.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 
-from mainstem.metrics import read_metric
+from mainstem.master.metrics import master_rows
 from mainstem.params import Params
 from mainstem.training.failures import training_blocker
 from mainstem.training.policy import (
@@ -25,7 +24,8 @@ from mainstem.training.policy import (
     StoreFacts,
     look_up,
     make_decision,
-    parse_counts,
+    running_cutoff_ms,
+    workspace_counts,
     workspace_scope,
 )
 from mainstem.training.registry import connect, tracking_uri
@@ -59,16 +59,8 @@ def dry_run_decision(params: Params, given: PolicyInputs) -> RetrainDecision:
     With no row count given, the master is counted through DVC, as the DAG's publish step does.
     """
     if given.current_rows is None:
-        metrics = params.merge.metrics_file.relative_to(params.root).as_posix()
-        rows = read_metric(params.root, metrics, "master_rows")
+        rows = master_rows(params.root, params.merge.metrics_file)
         given = replace(given, current_rows=rows, rows_source=DVC_ROWS_SOURCE)
-    counts = parse_counts(
-        given.current_rows,
-        given.threshold,
-        params.retrain_threshold_rows,
-        given.rows_source,
-        given.threshold_source,
-    )
-    started_after = time.time() - params.retrain_training_timeout_seconds
-    facts = read_store(tracking_uri(params), workspace_scope(params), int(started_after * 1000))
+    counts = workspace_counts(params, given)
+    facts = read_store(tracking_uri(params), workspace_scope(params), running_cutoff_ms(params))
     return make_decision(counts, facts, given.training_in_flight, training_blocker(params))

@@ -397,22 +397,31 @@ class PolicyInputs:
     training_in_flight: bool = False
 
 
-def decide(params: Params, given: PolicyInputs) -> RetrainDecision:
-    """The decision for a workspace's params: its store, experiment, model name and alias.
-
-    Raises PolicyError for an unusable count (before the store is read) and RegistryError when
-    the store cannot be read.
-    """
-    counts = parse_counts(
+def workspace_counts(params: Params, given: PolicyInputs) -> Counts:
+    """The given counts parsed, with the threshold's default from the workspace's params."""
+    return parse_counts(
         given.current_rows,
         given.threshold,
         params.retrain_threshold_rows,
         given.rows_source,
         given.threshold_source,
     )
-    started_after = time.time() - params.retrain_training_timeout_seconds
+
+
+def running_cutoff_ms(params: Params) -> int:
+    """RUNNING runs started before this (ms since the epoch) are taken for dead trainings."""
+    return int((time.time() - params.retrain_training_timeout_seconds) * 1000)
+
+
+def decide(params: Params, given: PolicyInputs) -> RetrainDecision:
+    """The decision for a workspace's params: its store, experiment, model name and alias.
+
+    Raises PolicyError for an unusable count (before the store is read) and RegistryError when
+    the store cannot be read.
+    """
+    counts = workspace_counts(params, given)
     client = connect(tracking_uri(params))
-    facts = look_up(client, workspace_scope(params), int(started_after * 1000))
+    facts = look_up(client, workspace_scope(params), running_cutoff_ms(params))
     return make_decision(counts, facts, given.training_in_flight, training_blocker(params))
 
 
