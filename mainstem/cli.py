@@ -58,6 +58,7 @@ def next_steps(workspace: Path, contract_missing: str | None = None) -> list[str
             f"  mainstem contract infer {where} SAMPLE --dataset {contract_missing} --key COLUMN"
             "   # draft its contract from a sample; review it",
             "  # then declare train.task, train.label and train.features in params.yaml",
+            f"  mainstem pipeline commit {where}   # record the contract and the training",
         ]
     return [
         "next steps:",
@@ -66,6 +67,7 @@ def next_steps(workspace: Path, contract_missing: str | None = None) -> list[str
         f"  mainstem process {where}   # claim it and run it through the pipeline",
         f"  mainstem status {where}    # the drop folder, the lock, the last batches",
         f"  mainstem report {where} NAME   # the path of the batch's HTML report",
+        f"  mainstem retrain run {where}   # decide, and train when the master grew enough",
     ]
 
 
@@ -250,7 +252,8 @@ def _contract_infer(args: argparse.Namespace) -> None:
         print(f"image columns: {', '.join(images)}")
     if params.validate.dataset != args.dataset:
         print(f"then set validate.dataset: {args.dataset} in params.yaml")
-    print("then declare train.task, train.label and train.features in params.yaml")
+    print("then declare train.task, train.label and train.features in params.yaml,")
+    print(f"and record both: mainstem pipeline commit --workspace {shlex.quote(str(root))}")
 
 
 def _samples(args: argparse.Namespace) -> None:

@@ -257,11 +257,14 @@ def test_verbs_describe_themselves(
 
 
 def test_init_prints_the_next_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["init", str(tmp_path / "ws")])
+    main(["init", str(tmp_path / "ws"), "--dataset", "houses"])
     out = capsys.readouterr().out
     assert "next steps:" in out
-    for verb in ("submit", "process", "status", "report"):
+    verbs = ("contract infer", "pipeline commit", "submit", "process", "status", "report")
+    for verb in (*verbs, "retrain run"):
         assert f"mainstem {verb} --workspace {tmp_path / 'ws'}" in out
+    # in the order a new user takes them: the pipeline is recorded before any batch
+    assert out.index("pipeline commit") < out.index("mainstem submit")
 
 
 def test_status_into_a_reader_that_closes_early_ends_quietly(workspace: Path) -> None:
