@@ -33,6 +33,7 @@ from openlineage.client.facet_v2 import (
 )
 from openlineage.client.uuid import generate_new_uuid
 
+from mainstem import __version__
 from mainstem.console import run_entry
 from mainstem.durable import read_json_object
 from mainstem.errors import MainstemError
@@ -58,6 +59,8 @@ class StageRun:
     root: Path
     stage: str
     run_id: str = field(default_factory=lambda: str(generate_new_uuid()))
+    # a run ended for a crashed one belongs to whoever started it, not to this run's parent
+    under_parent: bool = True
 
     @property
     def job(self) -> Job:
@@ -71,10 +74,10 @@ class StageRun:
     def run(self, extra: dict[str, RunFacet] | None = None) -> Run:
         run_facets: dict[str, RunFacet] = {
             "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-                version=version("dvc"), name="DVC", openlineageAdapterVersion=version("mainstem")
+                version=version("dvc"), name="DVC", openlineageAdapterVersion=__version__
             )
         }
-        parent = os.environ.get(PARENT_ENV, "")
+        parent = os.environ.get(PARENT_ENV, "") if self.under_parent else ""
         if parent:
             try:
                 run_facets["parent"] = facets.parent_facet(
@@ -108,7 +111,7 @@ def close_abandoned(current: StageRun, send: Any) -> str | None:
     events = read_events(path) if path.is_file() else []
     types = {e.get("eventType") for e in events}
     if "START" in types and not types & {"COMPLETE", "FAIL", "ABORT"}:
-        abandoned = StageRun(current.settings, current.root, current.stage, run_id)
+        abandoned = StageRun(current.settings, current.root, current.stage, run_id, False)
         send(event(RunState.ABORT, abandoned))
         log.warning(
             "OpenLineage: run %s of stage %s ended without an end event; ABORT sent",

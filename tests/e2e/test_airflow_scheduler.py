@@ -61,7 +61,8 @@ def _check_stage_lineage(workspace: Path, before: set[str]) -> None:
         parent = event["run"]["facets"]["parent"]
         assert parent["run"]["runId"] in tasks[parent["job"]["name"]], event["job"]["name"]
         assert parent["job"]["namespace"] == settings.namespace
-        assert parent["root"]["run"]["runId"] in tasks[parent["job"]["name"].split(".")[0]]
+        # the root is the DAG run that started it all: a triggered DAG's root is its trigger's
+        assert parent["root"]["run"]["runId"] in tasks[parent["root"]["job"]["name"]]
         parents[event["job"]["name"]] = parent["job"]["name"]
     assert parents == {
         "ingest": "data_pipeline_dag.repro",
