@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mainstem.openlineage.settings import load_settings
-from mainstem.openlineage.stage_run import PARENT_ENV, ROOT_PARENT_ENV
+from mainstem.openlineage.settings import PARENT_ENV, ROOT_PARENT_ENV, load_settings
 
 TRANSPORT_CLASS = "mainstem.openlineage.transport.RunFileTransport"
 

@@ -29,7 +29,8 @@ def stage_datasets(root: Path, stage_name: str) -> tuple[list[DatasetState], lis
     os.chdir(root)
     try:
         with Repo(str(root)) as repo:
-            stage = next(s for s in repo.index.stages if getattr(s, "name", None) == stage_name)
+            # dvc.yaml alone: the repo's index would walk the whole workspace for .dvc files
+            stage = repo.stage.load_one("dvc.yaml", stage_name)
             deps = [d for d in stage.deps if not isinstance(d, ParamsDependency)]
             inputs = [_state(d) for d in deps if _is_data(str(d.def_path))]
             outputs = [_state(o) for o in stage.outs]

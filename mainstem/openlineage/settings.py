@@ -21,6 +21,9 @@ DEFAULT_EVENTS_DIR = "lineage/openlineage"
 # The environment variables openlineage-python itself reads to pick a transport.
 ENVIRONMENT_TRANSPORT = ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG")
 ENVIRONMENT_TRANSPORT_PREFIX = "OPENLINEAGE__TRANSPORT__"
+# The run that started a stage, `namespace/job/run_id`, as the Airflow provider's macros give it
+PARENT_ENV = "OPENLINEAGE_PARENT_ID"
+ROOT_PARENT_ENV = "OPENLINEAGE_ROOT_PARENT_ID"
 
 
 @dataclass(frozen=True)

@@ -1,159 +1,25 @@
 """Run one DVC stage and report it to OpenLineage: `python -m mainstem.openlineage.stage_run NAME`.
 
-In: a stage name (dvc.yaml runs each stage through this module), the workspace (the current
-directory, as DVC runs commands in it) and, under Airflow, the task's run in
-`OPENLINEAGE_PARENT_ID` / `OPENLINEAGE_ROOT_PARENT_ID`. Out: the stage's own outputs and exit
-status, unchanged, and its events: START; then COMPLETE, with the datasets DVC hashes and their
-facets, or FAIL with the error. A run that a crash cut short is closed with ABORT by the stage's
-next run, so no START stays open. The stage's code is run in this process (`stages.<name>.main`),
-so this module is not a DVC dependency of any stage: changing how events are sent never re-runs
-a stage.
+In: a stage name (dvc.yaml runs each stage through this module) and the workspace (the current
+directory, as DVC runs commands in it). Out: the stage's own outputs and exit status, unchanged,
+and, unless `openlineage.enabled` is false or `OPENLINEAGE_DISABLED=true`, its events (see
+`reporting`). The stage's code is run in this process (`stages.<name>.main`, through the same
+`run_entry` as `python -m stages.<name>`), so this module is not a DVC dependency of any stage:
+changing how events are sent never re-runs a stage. OpenLineage is imported only when reporting.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import sys
-import traceback
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import (
-    JobFacet,
-    RunFacet,
-    error_message_run,
-    job_type_job,
-    processing_engine_run,
-)
-from openlineage.client.uuid import generate_new_uuid
-
-from mainstem import __version__
 from mainstem.console import run_entry
-from mainstem.durable import read_json_object
 from mainstem.errors import MainstemError
-from mainstem.openlineage import facets
-from mainstem.openlineage.settings import LineageSettings, disabled_by_environment, load_settings
-from mainstem.openlineage.transport import read_events, run_file, write_marker
-
-log = logging.getLogger(__name__)
-PARENT_ENV = "OPENLINEAGE_PARENT_ID"
-ROOT_PARENT_ENV = "OPENLINEAGE_ROOT_PARENT_ID"
-OPEN_DIR = "open"
+from mainstem.openlineage.settings import disabled_by_environment, load_settings
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-@dataclass
-class StageRun:
-    """One execution of a stage: its job, its run id and the facets every event of it carries."""
-
-    settings: LineageSettings
-    root: Path
-    stage: str
-    run_id: str = field(default_factory=lambda: str(generate_new_uuid()))
-    # a run ended for a crashed one belongs to whoever started it, not to this run's parent
-    under_parent: bool = True
-
-    @property
-    def job(self) -> Job:
-        job_facets: dict[str, JobFacet] = {
-            "jobType": job_type_job.JobTypeJobFacet(
-                processingType="BATCH", integration="DVC", jobType="STAGE"
-            )
-        }
-        return Job(namespace=self.settings.namespace, name=self.stage, facets=job_facets)
-
-    def run(self, extra: dict[str, RunFacet] | None = None) -> Run:
-        run_facets: dict[str, RunFacet] = {
-            "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-                version=version("dvc"), name="DVC", openlineageAdapterVersion=__version__
-            )
-        }
-        parent = os.environ.get(PARENT_ENV, "") if self.under_parent else ""
-        if parent:
-            try:
-                run_facets["parent"] = facets.parent_facet(
-                    parent, os.environ.get(ROOT_PARENT_ENV) or None
-                )
-            except ValueError as exc:
-                log.warning("OpenLineage: %s ignored: %s", PARENT_ENV, exc)
-        return Run(runId=self.run_id, facets={**run_facets, **(extra or {})})
-
-    @property
-    def open_marker(self) -> Path:
-        return self.settings.events_dir / OPEN_DIR / f"{self.stage}.json"
-
-
-def event(
-    state: RunState, current: StageRun, extra: dict[str, RunFacet] | None = None, **datasets: Any
-) -> RunEvent:
-    """An event of `current` now, with the run's facets and `extra` ones."""
-    return RunEvent(
-        eventTime=now(), run=current.run(extra), job=current.job, eventType=state, **datasets
-    )
-
-
-def close_abandoned(current: StageRun, send: Any) -> str | None:
-    """ABORT the run of this stage that a crash left without an end; its run id, if any."""
-    marker = read_json_object(current.open_marker)
-    if not marker:
-        return None
-    run_id = str(marker["runId"])
-    path = run_file(current.settings.events_dir, run_id)
-    events = read_events(path) if path.is_file() else []
-    types = {e.get("eventType") for e in events}
-    if "START" in types and not types & {"COMPLETE", "FAIL", "ABORT"}:
-        abandoned = StageRun(current.settings, current.root, current.stage, run_id, False)
-        send(event(RunState.ABORT, abandoned))
-        log.warning(
-            "OpenLineage: run %s of stage %s ended without an end event; ABORT sent",
-            run_id,
-            current.stage,
-        )
-    current.open_marker.unlink(missing_ok=True)
-    return run_id
-
-
-def complete_event(current: StageRun) -> RunEvent:
-    """COMPLETE with the stage's datasets as DVC will record them, and their facets."""
-    from mainstem.openlineage.datasets import active_contract, build_datasets, stage_facts
-    from mainstem.openlineage.dvc_datasets import stage_datasets
-    from mainstem.params import load_params
-
-    params = load_params(current.root)
-    contract = active_contract(params)
-    facts = stage_facts(params, current.stage, contract)
-    inputs, outputs = build_datasets(
-        params, stage_datasets(params.root, current.stage), facts, contract
-    )
-    extra: dict[str, RunFacet] = {}
-    if current.stage == "train":
-        trained = facets.training_facet(
-            read_json_object(params.train.metrics_file) or {}, params.train.model_name
-        )
-        if trained is not None:
-            extra[facets.TRAINING_FACET] = trained
-    return event(RunState.COMPLETE, current, extra, inputs=inputs, outputs=outputs)
-
-
-def fail_event(current: StageRun, error: BaseException) -> RunEvent:
-    message = str(error) or type(error).__name__
-    trace = "".join(traceback.format_exception(error))
-    facet = error_message_run.ErrorMessageRunFacet(
-        message=message, programmingLanguage="python", stackTrace=trace
-    )
-    return event(RunState.FAIL, current, {"errorMessage": facet})
-
-
-def _run_stage(stage: str, errors: list[BaseException] | None = None) -> int:
+def run_stage(stage: str, errors: list[BaseException] | None = None) -> int:
     """The stage's own entry point, as `python -m stages.<stage>` runs it.
 
     An exception the stage raises is added to `errors` before `run_entry` turns an operator's
@@ -172,37 +38,6 @@ def _run_stage(stage: str, errors: list[BaseException] | None = None) -> int:
     return run_entry(observed, stage)
 
 
-def run_reported(stage: str, root: Path, settings: LineageSettings) -> int:
-    """Run `stage` between its START and its COMPLETE or FAIL."""
-    from mainstem.openlineage.emitter import Emitter
-
-    emitter = Emitter(settings)
-    current = StageRun(settings, root, stage)
-    close_abandoned(current, emitter.send)
-    write_marker(current.open_marker, {"runId": current.run_id, "job": stage})
-    emitter.send(event(RunState.START, current))
-    errors: list[BaseException] = []
-    try:
-        status = _run_stage(stage, errors)
-    except SystemExit as exit_:
-        if exit_.code not in (0, None):
-            emitter.send(fail_event(current, errors[0] if errors else exit_))
-            current.open_marker.unlink(missing_ok=True)
-        raise
-    except BaseException as error:
-        emitter.send(fail_event(current, error))
-        current.open_marker.unlink(missing_ok=True)
-        raise
-    try:
-        ended = complete_event(current)
-    except Exception as exc:  # the stage succeeded: describe it less, never fail it
-        log.warning("OpenLineage: could not describe the datasets of %s (%s)", stage, exc)
-        ended = event(RunState.COMPLETE, current)
-    emitter.send(ended)
-    current.open_marker.unlink(missing_ok=True)
-    return status
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isidentifier():
@@ -215,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stage}: error: {exc}", file=sys.stderr)
         return 1
     if not settings.enabled or disabled_by_environment():
-        return _run_stage(stage)
-    return run_reported(stage, root, settings)
+        return run_stage(stage)
+    from mainstem.openlineage.reporting import run_reported
+
+    return run_reported(stage, root, settings, run_stage)
 
 
 if __name__ == "__main__":
