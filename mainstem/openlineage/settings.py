@@ -76,6 +76,9 @@ def parse_settings(root: Path, document: dict[str, Any]) -> LineageSettings:
 
 
 def load_settings(root: Path) -> LineageSettings:
+    """The workspace's settings, with an absolute events folder (the Airflow provider writes there
+    from processes started elsewhere)."""
+    root = Path(root).resolve()
     document = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
     return parse_settings(root, document)
 

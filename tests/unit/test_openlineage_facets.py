@@ -15,7 +15,7 @@ from mainstem.openlineage.facets import (
     statistics_facet,
     training_facet,
 )
-from mainstem.openlineage.settings import environment_transport, parse_settings
+from mainstem.openlineage.settings import environment_transport, load_settings, parse_settings
 from mainstem.validation.contract import load_contract
 from tests.conftest import ROOT
 
@@ -123,3 +123,11 @@ def test_the_standard_environment_variables_configure_a_transport() -> None:
     assert environment_transport({"OPENLINEAGE_URL": "http://127.0.0.1:5000"})
     assert environment_transport({"OPENLINEAGE__TRANSPORT__TYPE": "console"})
     assert not environment_transport({"OPENLINEAGE_DISABLED": "false", "PATH": "/bin"})
+
+
+def test_events_folder_is_absolute_for_a_relative_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "params.yaml").write_text("openlineage:\n  events_dir: out/events\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(Path(".")).events_dir == tmp_path.resolve() / "out" / "events"
