@@ -37,6 +37,7 @@ def _run_steps(flow: Flow, names: tuple[str, ...], workspace: Path, state: Any) 
 
     from mainstem.errors import BatchRejectedError, MissingDecisionError
     from mainstem.flow.runner import FlowRun, run_step
+    from mainstem.openlineage.airflow_provider import stage_parent
 
     context = get_current_context()
     owner_id = f"{context['dag'].dag_id}/{context['run_id']}"
@@ -44,10 +45,11 @@ def _run_steps(flow: Flow, names: tuple[str, ...], workspace: Path, state: Any) 
     if state is None:
         state = {"requested_by": owner_id, **(context["dag_run"].conf or {})}
     try:
-        for name in names:
-            state = run_step(flow, name, run, state)
-            if state is None:
-                return None
+        with stage_parent(context["ti"]):
+            for name in names:
+                state = run_step(flow, name, run, state)
+                if state is None:
+                    return None
     except (BatchRejectedError, MissingDecisionError) as exc:
         raise AirflowFailException(str(exc)) from exc
     return state

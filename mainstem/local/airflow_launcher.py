@@ -40,6 +40,7 @@ from mainstem.names import (
     WORKSPACE_ENV,
     WORKSPACE_POOL,
 )
+from mainstem.openlineage.airflow_provider import provider_env
 from mainstem.params import load_params
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             WORKSPACE_ENV: str(self.workspace),
+            **provider_env(self.workspace),
         }
         if self.database_url:
             settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url

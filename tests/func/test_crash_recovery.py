@@ -42,6 +42,7 @@ from mainstem.commands import dvc, git
 from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
 from tests.func.prepared import REJECTED, SECOND, copy_setup, prepare, run_batch, tree
+from tests.openlineage_events import badly_ended, read_run_files
 
 PARALLEL_CASES = 2
 
@@ -269,6 +270,11 @@ def test_crash_at_write_point_then_recovery_applies_the_batch_once(
     assert sorted(p.name for p in params.ingest.incoming_dir.iterdir()) == [".claim-mutex"]
     assert _leftovers(workspace) == []
     assert "up to date" in dvc(["status"], workspace).stdout
+    # a stage run the crash killed ends with ABORT when the stage runs again: no START left open
+    events = read_run_files(workspace / "lineage" / "openlineage")
+    assert badly_ended(events) == {}
+    if case.fired.startswith("stage "):
+        assert "ABORT" in {e["eventType"] for e in events}
 
 
 def test_rejected_batch_passes_the_quarantine_write_points(rejected_sweep: Sweep) -> None:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ROOT
 
 LIBRARY = ROOT / "mainstem"
-ORDER = ["intake", "validation", "master", "training", "flow", "local"]
+ORDER = ["intake", "validation", "master", "training", "openlineage", "flow", "local"]
 
 
 def layer(module: str) -> int:
