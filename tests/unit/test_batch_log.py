@@ -179,3 +179,24 @@ def test_status_lists_the_last_batches_from_the_log_and_the_claimed_one(
     assert [b["batch_id"] for b in listed] == [f"b{n:03d}" for n in range(16, 26)]
     assert listed[-1]["outcome"] == "ingested, not validated yet"
     assert [b["sequence"] for b in listed] == list(range(17, 27))
+
+
+def test_status_reads_a_master_written_before_the_log_by_scanning_every_batch(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    params = load_params(tmp_path)
+    ids = [_raw(params.ingest.raw_dir, number) for number in range(3)]
+    params.merge.master_dir.mkdir(parents=True)
+    listed = [{"batch_id": i, "sequence": n + 1} for n, i in enumerate(ids[:2])]
+    (params.merge.master_dir / MANIFEST).write_text(json.dumps({"format": 1, "batches": listed}))
+    for batch_id in ids:
+        folder = params.validate.validated_dir / batch_id
+        folder.mkdir(parents=True)
+        report = {"status": "accepted", "rows_in": 1, "rows_accepted": 1, "rows_rejected": 0}
+        (folder / "report.json").write_text(
+            json.dumps({**report, "reasons": [], "contract": "c/v1"})
+        )
+    shown = recent_batches(params)
+    assert [b["batch_id"] for b in shown] == ids
+    assert [b["merged"] for b in shown] == [True, True, False]
