@@ -106,7 +106,7 @@ def test_incremental_merge_equals_rebuild(
 
 
 @_SETTINGS
-@given(history=st.lists(batch, min_size=1, max_size=9), segment=st.sampled_from([1, 2, 4]))
+@given(history=st.lists(batch, min_size=1, max_size=6), segment=st.sampled_from([1, 2]))
 def test_incremental_merge_equals_rebuild_across_log_segments(
     tmp_path_factory: pytest.TempPathFactory, history: list[list], segment: int
 ) -> None:
