@@ -31,6 +31,8 @@ class Size:
     mlflow_runs: int
     # P14: the pipeline page
     pipeline_batches: int
+    # P11: one more batch after histories of these many batches (MAINSTEM_BENCH_HISTORY wins)
+    history_batches: tuple[int, ...] = (10, 100, 300)
 
 
 SIZES = {
@@ -73,5 +75,6 @@ SIZES = {
         flow_image_side=96,
         mlflow_runs=30,
         pipeline_batches=50,
+        history_batches=(3, 10),
     ),
 }

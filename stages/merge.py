@@ -12,8 +12,8 @@ from mainstem.validation.contract import load_contract
 def main() -> None:
     params = load_params()
     contract = load_contract(params.validate.contract_path, check_schema=False)
-    manifest, reports = update_master(params, contract)
-    write_json(params.merge.metrics_file, master_metrics(manifest, reports))
+    manifest = update_master(params, contract)
+    write_json(params.merge.metrics_file, master_metrics(manifest))
     crashpoints.reach("stage merge done")
 
 

@@ -142,8 +142,9 @@ def master_diff(params: Params, old_revision: str, new_revision: str) -> MasterD
     result = MasterDiff(
         old, new, metrics=metric_deltas(_metrics(params, old), _metrics(params, new))
     )
-    parts = sorted((set(before) | set(after)) - {MANIFEST})
-    result.parts_total = len(set(after) - {MANIFEST})
+    # the manifest and the batch log start with `_`, like every file Parquet readers skip
+    parts = sorted(name for name in set(before) | set(after) if not name.startswith("_"))
+    result.parts_total = sum(1 for name in after if not name.startswith("_"))
     key = _key(root, after.get(MANIFEST) or before.get(MANIFEST))
     for part in parts:
         if before.get(part) == after.get(part):

@@ -4,7 +4,8 @@ In: a workspace. Out: a PipelineHistory: one BatchPoint per batch commit (its ti
 master rows and active contract from `metrics/master.json` at that commit, the refusal reasons
 from the batch's `report.json`), one TrainingPoint per training commit (from `metrics/train.json`
 at that commit), the retrain threshold of params.yaml, and the drop folder now. One `git log` and
-one `git cat-file --batch` read every commit's metrics, so a thousand batches cost two processes.
+one `git cat-file --batch` read every commit's metrics, so a thousand batches cost two processes;
+the page itself reads only the commits made since it was last built (`lineage_summary`).
 The master itself and the MLflow store are never read: the lineage records what the page needs.
 `write_pipeline_page` renders it to `reports/pipeline.html` (git-ignored, not lineage);
 `refresh_pipeline_page` does so after a batch or a training and never fails the run.
@@ -23,10 +24,11 @@ from typing import Any
 
 from mainstem.commands import git, tool_env
 from mainstem.durable import clear_stale_tmp
+from mainstem.flow.lineage_summary import LineageSummary, read_summary, save_summary
 from mainstem.flow.pipeline_page import BatchPoint, PipelineHistory, TrainingPoint, render_page
 from mainstem.flow.status import incoming_status
 from mainstem.params import Params, load_params
-from mainstem.validation.layout import read_report
+from mainstem.validation.layout import read_report, read_state
 
 log = logging.getLogger(__name__)
 PAGE = Path("reports") / "pipeline.html"
@@ -46,9 +48,11 @@ def page_path(params: Params) -> Path:
     return params.root / PAGE
 
 
-def lineage_commits(root: Path) -> list[tuple[str, str]]:
-    """(commit, message) of every commit in the workspace, oldest first."""
-    completed = git(["log", "--reverse", f"--format=%H%n%B{_SEPARATOR}"], root, check=False)
+def lineage_commits(root: Path, since: str | None = None) -> list[tuple[str, str]]:
+    """(commit, message) of every commit in the workspace, oldest first; only those after
+    `since` when given."""
+    span = [f"{since}..HEAD"] if since else []
+    completed = git(["log", "--reverse", f"--format=%H%n%B{_SEPARATOR}", *span], root, check=False)
     if completed.returncode != 0:
         return []
     commits = []
@@ -130,19 +134,22 @@ def _batch_point(
     )
 
 
-def read_history(params: Params) -> PipelineHistory:
-    """The workspace's batches and trainings from its lineage, and its drop folder now."""
+def _add_points(
+    params: Params,
+    commits: list[tuple[str, str]],
+    batches: list[BatchPoint],
+    trainings: list[TrainingPoint],
+) -> None:
+    """Append the points of `commits` (oldest first) to those of the commits before them."""
     root = params.root
     master_file = params.merge.metrics_file.relative_to(root).as_posix()
     train_file = params.train.metrics_file.relative_to(root).as_posix()
     picked: list[tuple[str, str, re.Match[str] | None]] = []
-    for commit, message in lineage_commits(root):
+    for commit, message in commits:
         title = _BATCH.match(message)
         if title or message.startswith("train: "):
             picked.append((commit, message, title))
     metrics = files_at(root, [f"{c}:{master_file if t else train_file}" for c, _m, t in picked])
-    batches: list[BatchPoint] = []
-    trainings: list[TrainingPoint] = []
     metric = params.train.eval_metric
     validated = params.validate.validated_dir
     for (_commit, message, title), values in zip(picked, metrics, strict=True):
@@ -162,6 +169,25 @@ def read_history(params: Params) -> PipelineHistory:
                     production_version=str(values["production_version"]),
                 )
             )
+
+
+def read_history(params: Params, incremental: bool = False) -> PipelineHistory:
+    """The workspace's batches and trainings from its lineage, and its drop folder now.
+
+    With `incremental`, the points read last time (see `lineage_summary`) are reused and only the
+    commits made since are read, and the summary is saved for the next time: what a batch adds
+    to the page's cost is its own commit, not the history. The points are the same either way.
+    """
+    root = params.root
+    state = read_state(params.validate.validated_dir)
+    saved = read_summary(root, state) if incremental else None
+    batches = list(saved.batches) if saved else []
+    trainings = list(saved.trainings) if saved else []
+    commits = lineage_commits(root, saved.head if saved else None)
+    _add_points(params, commits, batches, trainings)
+    head = commits[-1][0] if commits else (saved.head if saved else None)
+    if incremental and head is not None and commits:
+        save_summary(root, LineageSummary(head, state, tuple(batches), tuple(trainings)))
     return PipelineHistory(
         workspace=str(root),
         batches=tuple(batches),
@@ -179,7 +205,7 @@ def write_pipeline_page(params: Params) -> Path:
     durable, and is no crash test's write point: it is a view, rebuilt from lineage every time.
     """
     page = page_path(params)
-    data = render_page(read_history(params))
+    data = render_page(read_history(params, incremental=True))
     page.parent.mkdir(exist_ok=True)
     clear_stale_tmp(page)
     scratch = page.with_name(f".{page.name}.tmp-{os.getpid()}")

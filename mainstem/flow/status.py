@@ -11,6 +11,7 @@ lines. Reading never changes anything, and never loads pandas: the reports are r
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,9 @@ from mainstem.errors import MainstemError
 from mainstem.intake import lock
 from mainstem.intake.delivery import MANIFEST, READY, scan
 from mainstem.intake.dropfolder import takeover_time
-from mainstem.intake.ingest import list_raw_batches
+from mainstem.intake.ingest import BATCH_FILE, RawBatch, list_raw_batches, read_raw_batch
+from mainstem.master.batch_log import read_summary
+from mainstem.master.batch_log import recent_batches as recent_log
 from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
 from mainstem.params import Params
 from mainstem.training.decision_log import last_decision
@@ -73,6 +76,52 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
     }
 
 
+def _listed_batches(params: Params, limit: int) -> list[RawBatch]:
+    """The raw batches status lists: the last `limit` the master's log records plus the batch
+    claimed now, when the log can be read; else every raw batch (a master not pulled, or one
+    written before the log). Reading the log's tail keeps status as fast after 100,000 batches as
+    after 10: every ingested batch is merged (as applied or rejected) before its claim is
+    released, so only the claimed batch can be ingested and not in the log."""
+    raw_dir, master_dir = params.ingest.raw_dir, params.merge.master_dir
+    summary = read_summary(read_json_object(master_dir / MASTER_MANIFEST) or {})
+    if summary is None:
+        return list_raw_batches(raw_dir)
+    try:
+        logged = [b.batch_id for b in recent_log(master_dir, summary, limit)]
+    except (OSError, ValueError, TypeError):
+        return list_raw_batches(raw_dir)
+    claimed = str((read_json_object(params.ingest.claimed_batch) or {}).get("batch_id") or "")
+    ids = [*logged, *([claimed] if claimed and claimed not in logged else [])]
+    found = [read_raw_batch(raw_dir / i) for i in ids if (raw_dir / i / BATCH_FILE).is_file()]
+    return sorted(found, key=lambda raw: raw.sequence)
+
+
+def _merged_through(manifest: dict[str, Any]) -> int:
+    """The sequence of the last batch the master applied (0 for none)."""
+    summary = read_summary(manifest)
+    if summary is not None:
+        return summary.last.sequence if summary.last else 0
+    listed = manifest.get("batches")  # a manifest written before the log listed every batch
+    if isinstance(listed, list):
+        return max((int(b.get("sequence") or 0) for b in listed if isinstance(b, dict)), default=0)
+    return 0
+
+
+def _refused(params: Params, limit: int) -> list[tuple[float, Path]]:
+    """The last `limit` deliveries refused at the drop folder (never ingested), by the time of
+    their report: one stat each, and only the reports listed are read."""
+    quarantine, raw_dir = params.ingest.quarantine_dir, params.ingest.raw_dir
+    if not quarantine.is_dir():
+        return []
+    found = []
+    for folder in quarantine.iterdir():
+        if (raw_dir / folder.name / BATCH_FILE).exists():
+            continue
+        with contextlib.suppress(OSError):
+            found.append(((folder / REPORT).stat().st_mtime, folder))
+    return sorted(found)[-limit:]
+
+
 def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]:
     """The last `limit` batches, oldest first: ingested ones in sequence, then drop-folder refusals.
 
@@ -82,10 +131,10 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
     validated = params.validate.validated_dir
     quarantine = params.ingest.quarantine_dir
     manifest = read_json_object(params.merge.master_dir / MASTER_MANIFEST) or {}
-    merged = {str(b.get("batch_id")) for b in manifest.get("batches", []) if isinstance(b, dict)}
+    merged_through = _merged_through(manifest)
     batches: list[tuple[float, dict[str, Any]]] = []
     ingested = set()
-    for raw in list_raw_batches(params.ingest.raw_dir):
+    for raw in _listed_batches(params, limit):
         ingested.add(raw.batch_id)
         report = read_json_object(validated / raw.batch_id / REPORT)
         entry: dict[str, Any] = {
@@ -102,7 +151,7 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
                 rows_rejected=report["rows_rejected"],
                 reasons=list(report["reasons"])[:3],
                 contract=report["contract"],
-                merged=raw.batch_id in merged,
+                merged=raw.sequence <= merged_through,
             )
             html = validated / raw.batch_id / REPORT_HTML
             entry["report"] = str(html) if html.exists() else None
@@ -113,22 +162,20 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
             key = "quarantine" if rejected_now else "quarantined_before"
             entry[key] = str(quarantine / raw.batch_id)
         batches.append((float(raw.sequence), entry))
-    if quarantine.is_dir():
-        for folder in sorted(quarantine.iterdir()):
-            report = read_json_object(folder / REPORT)
-            if folder.name in ingested or report is None:
-                continue
-            stamp = (folder / REPORT).stat().st_mtime
-            entry = {
-                "batch_id": folder.name,
-                "sequence": None,
-                "name": None,
-                "outcome": f"refused at the {report.get('stage', 'claim')}",
-                "reasons": [str(r) for r in report.get("reasons", [])][:3],
-                "quarantine": str(folder),
-                "refused_at": _when(stamp),
-            }
-            batches.append((1e12 + stamp, entry))
+    for stamp, folder in _refused(params, limit):
+        report = read_json_object(folder / REPORT)
+        if folder.name in ingested or report is None:
+            continue
+        entry = {
+            "batch_id": folder.name,
+            "sequence": None,
+            "name": None,
+            "outcome": f"refused at the {report.get('stage', 'claim')}",
+            "reasons": [str(r) for r in report.get("reasons", [])][:3],
+            "quarantine": str(folder),
+            "refused_at": _when(stamp),
+        }
+        batches.append((1e12 + stamp, entry))
     batches.sort(key=lambda item: item[0])
     return [entry for _key, entry in batches[-limit:]]
 

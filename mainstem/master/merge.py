@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,7 @@ from mainstem.durable import fresh_dir, publish_dir, staging_path, storage_error
 from mainstem.errors import MainstemError
 from mainstem.fingerprint import fingerprint
 from mainstem.intake.ingest import list_raw_batches
+from mainstem.master.batch_log import BatchSummary, stage_log
 from mainstem.master.parts import (
     MANIFEST,
     AppliedBatch,
@@ -187,8 +188,8 @@ def apply_batches(
     disk flushes one part while others are encoded. `workers` defaults to two per core.
     """
     base = plan.base
-    manifest = replace(base, parts=dict(base.parts), batches=list(base.batches))
-    manifest.batches.extend(batch.applied for batch in plan.pending)
+    applied = base.batches.after(batch.applied for batch in plan.pending)
+    manifest = replace(base, parts=dict(base.parts), batches=applied)
     todo = updates_by_part(plan)
 
     def write(name: str) -> int:
@@ -224,7 +225,8 @@ def publish_master(
 ) -> None:
     """Complete the staged master and swap it in with one atomic rename.
 
-    `staged` already holds the parts in `changed`, fsynced. Every other part is a hard link to the
+    `staged` already holds the files in `changed`, durable: the parts written, fsynced, and the
+    batch log's segments (see `batch_log.stage_log`). Every other part is a hard link to the
     current file: no bytes are copied, and DVC sees the same inode and mtime, so it does not hash
     it again.
     """
@@ -237,24 +239,33 @@ def publish_master(
     # every file in `staged` is durable already: parts were fsynced by their writer, carried-over
     # parts are links to published files and write_json syncs the manifest; only the directory
     # entries are left, so the cost of publishing does not grow with the number of parts
-    publish_dir(staged, master_dir, durable=[*manifest.parts, MANIFEST])
+    publish_dir(staged, master_dir, durable=sorted({*manifest.parts, *changed, MANIFEST}))
+
+
+def _continues(applied: BatchSummary, reports: Sequence[dict[str, Any]]) -> bool:
+    """Whether `reports` start with the batches the master applied: as many, ending in the same
+    batch with the same accepted bytes. Earlier batches cannot differ while the last does not:
+    validated batches change only with the contract or code, which change the fingerprint."""
+    if applied.count > len(reports):
+        return False
+    return applied.count == 0 or _applied(reports[applied.count - 1]) == applied.last
 
 
 def refresh_master(
     master_dir: Path,
-    reports: list[dict[str, object]],
+    reports: Sequence[dict[str, Any]],
     accepted_path: Callable[[str], Path],
     spec: MasterSpec,
     workers: int = 0,
 ) -> Manifest:
     """Apply every validated batch the master has not seen; rebuild if history changed.
 
-    `reports` are the validation reports of every batch in sequence order. When the master's
-    recorded batches are a prefix of `reports` (same ids, same accepted bytes) and it was built
-    as `spec` asks, only the rest is applied; otherwise (a new contract, new code, a changed
-    batch) the master is rebuilt.
+    `reports` are the validation reports of every batch in sequence order; only those of the
+    batches to apply, and of the last batch applied, are read, so `reports` may read each on
+    demand. When the master's recorded batches are a prefix of `reports` (as many, ending in the
+    same batch with the same accepted bytes) and it was built as `spec` asks, only the rest is
+    applied; otherwise (a new contract, new code, a changed batch) the master is rebuilt.
     """
-    wanted = [_applied(report) for report in reports]
     current = read_manifest(master_dir)
     empty = spec.empty
     base = empty
@@ -262,12 +273,12 @@ def refresh_master(
         current is not None
         and (current.contract, current.fingerprint, current.partitioning, current.key)
         == (empty.contract, empty.fingerprint, empty.partitioning, empty.key)
-        and current.batches == wanted[: len(current.batches)]
+        and _continues(current.batches, reports)
     ):
         base = current
-    todo = wanted[len(base.batches) :]
+    todo = [_applied(report) for report in reports[base.batches.count :]]
     if base is current and not todo:
-        log.info("master is up to date: %d rows from %d batches", current.rows, len(wanted))
+        log.info("master is up to date: %d rows from %d batches", current.rows, len(reports))
         return current
     if base is empty and current is not None:
         log.info("rebuilding the master: its history or fingerprint no longer matches")
@@ -284,7 +295,11 @@ def refresh_master(
     with storage_errors(f"could not write the master at {master_dir}"):
         plan = MergePlan(base, pending, spec.schema)
         manifest, changed = apply_batches(master_dir, plan, staged, workers)
-        publish_master(master_dir, manifest, staged, changed, base if base is current else None)
+        previous = base if base is current else None
+        appended = stage_log(
+            master_dir, staged, previous.batches if previous else None, [p.applied for p in pending]
+        )
+        publish_master(master_dir, manifest, staged, [*changed, *appended], previous)
     log.info(
         "master: %d rows in %d parts after %d batch(es); %d part(s) rewritten",
         manifest.rows,
@@ -302,6 +317,7 @@ def _applied(report: dict[str, object]) -> AppliedBatch:
         status=str(report["status"]),
         accepted_sha256=str(report["accepted_sha256"]),
         rows_accepted=int(str(report["rows_accepted"])),
+        rows_rejected=int(str(report.get("rows_rejected", 0))),
     )
 
 
@@ -312,18 +328,45 @@ def partitioning_for(contract: Contract, params: MergeParams) -> Partitioning:
     return Partitioning("hash", params.hash_buckets)
 
 
-def update_master(params: Params, contract: Contract) -> tuple[Manifest, list[dict[str, Any]]]:
-    """Merge every validated batch into the master; the manifest and the batches' reports."""
+class ValidationReports(Sequence[dict[str, Any]]):
+    """The validation reports of `batch_ids`, in order, each read from disk when first asked for:
+    a merge reads those of the batches it applies, not the whole history."""
+
+    def __init__(self, validated_dir: Path, batch_ids: list[str]) -> None:
+        self.validated_dir = validated_dir
+        self.batch_ids = batch_ids
+        self._read: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.batch_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        if index not in self._read:
+            batch_id = self.batch_ids[index]
+            report = read_report(self.validated_dir, batch_id)
+            if report is None:
+                raise MainstemError(
+                    f"batch {batch_id} has no validation report in {self.validated_dir}; "
+                    "run `dvc repro validate` first"
+                )
+            self._read[index] = report
+        return self._read[index]
+
+
+def update_master(params: Params, contract: Contract) -> Manifest:
+    """Merge every validated batch into the master; the new manifest."""
     validated = params.validate.validated_dir
-    reports = []
-    for raw in list_raw_batches(params.ingest.raw_dir):
-        report = read_report(validated, raw.batch_id)
-        if report is None:
-            raise MainstemError(
-                f"batch {raw.batch_id} has no validation report in {validated}; "
-                "run `dvc repro validate` first"
-            )
-        reports.append(report)
+    raw_batches = list_raw_batches(params.ingest.raw_dir)
+    reports = ValidationReports(validated, [raw.batch_id for raw in raw_batches])
     partitioning = partitioning_for(contract, params.merge)
     empty = Manifest(
         contract=contract.ref,
@@ -331,10 +374,9 @@ def update_master(params: Params, contract: Contract) -> tuple[Manifest, list[di
         partitioning=partitioning,
         fingerprint=fingerprint("merge", {"partitioning": partitioning.to_json()}),
     )
-    manifest = refresh_master(
+    return refresh_master(
         params.merge.master_dir,
         reports,
         lambda batch_id: validated / batch_id / ACCEPTED,
         MasterSpec(empty, arrow_schema(contract)),
     )
-    return manifest, reports

@@ -1,8 +1,9 @@
 """The flat master metrics DVC tracks in `metrics/master.json`.
 
-In: the master manifest and the validation reports. Out: one flat JSON dict (row and part counts,
-batches merged and rejected, the last batch and the contract), computed from state; and
-`master_rows` read back through DVC.
+In: the master manifest, whose summary of the applied batches each merge keeps up to date. Out:
+one flat JSON dict (row and part counts, batches merged and rejected, rows the contract refused,
+the last batch and the contract), read from the manifest alone, so writing it costs the same after
+any number of batches; and `master_rows` read back through DVC.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from mainstem.master.parts import Manifest
 from mainstem.metrics import read_metric
 
 
-def master_metrics(manifest: Manifest, reports: list[dict[str, Any]]) -> dict[str, Any]:
+def master_metrics(manifest: Manifest) -> dict[str, Any]:
     """What the master holds and how it got there."""
-    merged = [b for b in manifest.batches if b.status == "accepted"]
+    applied = manifest.batches
     return {
         "master_rows": manifest.rows,
         "master_parts": len(manifest.parts),
-        "batches_merged": len(merged),
-        "batches_rejected": sum(1 for b in manifest.batches if b.status == "rejected"),
-        "rows_rejected_total": sum(int(r["rows_rejected"]) for r in reports),
-        "last_batch_id": manifest.batches[-1].batch_id if manifest.batches else "",
+        "batches_merged": applied.accepted,
+        "batches_rejected": applied.rejected,
+        "rows_rejected_total": applied.rows_rejected,
+        "last_batch_id": applied.last.batch_id if applied.last else "",
         "contract": manifest.contract,
     }
 

@@ -1,7 +1,8 @@
 """The master dataset on disk: a directory of key-range Parquet parts and a manifest.
 
 In: a master directory path. Out: its manifest (which parts hold how many rows, which batches were
-applied in which order, with what fingerprint) and the parts themselves. Layout:
+applied, with what fingerprint) and the parts themselves. The manifest keeps a summary of the
+applied batches; the batches one by one are in the log beside it (`batch_log`). Layout:
 - integer keys: `part-<key // span, 12 digits>.parquet`, so parts hold contiguous key ranges and a
   batch of recent keys touches the last part or two;
 - text keys: `part-h<bucket>.parquet`, by a stable hash of the key.
@@ -22,9 +23,11 @@ import pyarrow.parquet as pq
 
 from mainstem.durable import read_json
 from mainstem.errors import MasterError
+from mainstem.master.batch_log import AppliedBatch, BatchSummary
 
+__all__ = ["MANIFEST", "AppliedBatch", "Manifest", "Partitioning", "read_manifest", "read_part"]
 MANIFEST = "_manifest.json"
-FORMAT = 1
+FORMAT = 2  # 1 listed every batch in the manifest; 2 keeps a summary and the log beside it
 _RANGE_DIGITS = 12
 
 
@@ -65,24 +68,6 @@ def _bucket(key: str, buckets: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % buckets
 
 
-@dataclass(frozen=True)
-class AppliedBatch:
-    batch_id: str
-    sequence: int
-    status: str
-    accepted_sha256: str
-    rows_accepted: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "sequence": self.sequence,
-            "status": self.status,
-            "accepted_sha256": self.accepted_sha256,
-            "rows_accepted": self.rows_accepted,
-        }
-
-
 @dataclass
 class Manifest:
     contract: str
@@ -90,7 +75,7 @@ class Manifest:
     partitioning: Partitioning
     fingerprint: str
     parts: dict[str, int] = field(default_factory=dict)
-    batches: list[AppliedBatch] = field(default_factory=list)
+    batches: BatchSummary = field(default_factory=BatchSummary)
 
     @property
     def rows(self) -> int:
@@ -105,7 +90,7 @@ class Manifest:
             "fingerprint": self.fingerprint,
             "rows": self.rows,
             "parts": dict(sorted(self.parts.items())),
-            "batches": [batch.to_json() for batch in self.batches],
+            "batches": self.batches.to_json(),
         }
 
 
@@ -117,13 +102,17 @@ def read_manifest(master_dir: Path) -> Manifest | None:
         return None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         return None
+    try:
+        batches = BatchSummary.from_json(raw["batches"])
+    except (KeyError, TypeError, ValueError):
+        return None
     return Manifest(
         contract=raw["contract"],
         key=raw["key"],
         partitioning=Partitioning(raw["partitioning"]["kind"], int(raw["partitioning"]["size"])),
         fingerprint=raw["fingerprint"],
         parts={str(k): int(v) for k, v in raw["parts"].items()},
-        batches=[AppliedBatch(**b) for b in raw["batches"]],
+        batches=batches,
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 from mainstem.cli import main as cli
 from mainstem.commands import dvc, git
 from mainstem.flow.batch import process_next_batch
+from mainstem.flow.lineage_summary import CACHE
 from mainstem.flow.pipeline_history import PAGE, read_history
 from mainstem.flow.train import train_from_decision
 from mainstem.flow.workspace import configure_remote
@@ -106,3 +107,24 @@ def test_report_wants_a_batch_or_the_pipeline(
         cli(["report", "--workspace", str(workspace)])
     assert done.value.code == 1
     assert "--pipeline" in capsys.readouterr().err
+
+
+def test_the_page_reads_only_the_commits_made_since_it_was_last_built(story: Path) -> None:
+    params = load_params(story)
+    full = read_history(params)
+    assert read_history(params, incremental=True).batches == full.batches
+    cache = story / CACHE
+    saved = json.loads(cache.read_text())
+    assert saved["head"] == git(["rev-parse", "HEAD"], story).stdout.strip()
+    # the saved points are taken as read: a changed one shows, so the commits were not re-read
+    saved["batches"][0]["master_rows"] = 123_456
+    cache.write_text(json.dumps(saved))
+    assert read_history(params, incremental=True).batches[0].master_rows == 123_456
+    # a summary of another history (here, another validated store) is read again in full
+    saved["state"] = {"contract": "other/v9"}
+    cache.write_text(json.dumps(saved))
+    assert read_history(params, incremental=True).batches == full.batches
+    saved = json.loads(cache.read_text())
+    saved["head"] = "0" * 40
+    cache.write_text(json.dumps(saved))
+    assert read_history(params, incremental=True).trainings == full.trainings

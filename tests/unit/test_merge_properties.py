@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mainstem.master import merge
+from mainstem.master import batch_log, merge
 from mainstem.master.merge import MasterSpec, refresh_master, upsert
 from mainstem.master.parts import Manifest, Partitioning
 from mainstem.validation.columnar import parquet_bytes
@@ -103,6 +103,24 @@ def test_incremental_merge_equals_rebuild(
         refresh_master(incremental, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA), workers)
     refresh_master(rebuilt, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA), workers)
     assert _files(incremental) == _files(rebuilt)
+
+
+@_SETTINGS
+@given(history=st.lists(batch, min_size=1, max_size=6), segment=st.sampled_from([1, 2]))
+def test_incremental_merge_equals_rebuild_across_log_segments(
+    tmp_path_factory: pytest.TempPathFactory, history: list[list], segment: int
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("case")
+    inbox = Inbox(_scratch(tmp_path, "inbox"))
+    incremental, rebuilt = tmp_path / "incremental", tmp_path / "rebuilt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch_log, "SEGMENT_SIZE", segment)
+        for rows in history:
+            inbox.add(_table(rows))
+            refresh_master(incremental, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA))
+        refresh_master(rebuilt, inbox.reports, inbox.path, MasterSpec(EMPTY, SCHEMA))
+    assert _files(incremental) == _files(rebuilt)
+    assert len(list(incremental.glob("_batches-*"))) == -(-len(history) // segment)
 
 
 @_SETTINGS

@@ -1,0 +1,405 @@
+"""P11: the cost of one more batch against a long history (1,000 and 10,000 batches in full).
+
+In: a Size (`history_batches`, e.g. 10, 100, 300; `MAINSTEM_BENCH_HISTORY=10,1000,10000` for the
+issue's sizes) and a scratch folder. Out, for one real batch of 50 photos carried through
+`mainstem process` (in this process, its DVC commands as their own processes) in a workspace that
+already holds each history: the DVC time (`dvc repro merge` and `dvc push`), the bytes the DVC
+cache and the remote grew by, the bytes the batch itself added to the workspace's outputs, the
+merge stage on its own, `mainstem status` and the pipeline page; each at the larger histories as a
+ratio to its value at the smallest.
+
+The history is built cheaply, never by running the pipeline thousands of times: one real batch
+seeds the workspace, then a HistoryBuilder writes the other batches' files straight into the
+workspace in the layout the pipeline uses (each with small photos of its own, so DVC sees as
+many files as a real history has), one `dvc repro merge` and `dvc push` version them, and
+`git fast-import` writes one lineage commit per batch. The layout lives in the builder alone:
+another storage layout is measured by passing another builder to `measure_histories`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from unittest.mock import patch
+
+from benchmarks.results_table import Results, Target
+from benchmarks.sizes import Size
+from mainstem.commands import dvc, git, tool_env
+from mainstem.durable import read_json, write_json
+from mainstem.flow import batch as batchflow
+from mainstem.flow.lineage import BatchRecord, record
+from mainstem.flow.workspace import configure_remote, create_workspace, source_root
+from mainstem.intake.submit import submit
+from mainstem.local.samples import BatchSpec, make_batch
+from mainstem.params import Params, load_params
+
+HISTORY_ENV = "MAINSTEM_BENCH_HISTORY"
+PHOTOS = 50
+BOUND_RATIO = 1.3
+BOUND_CACHE = 1.2
+_HISTORY_PHOTO_BYTES = 1024  # history photos are small: DVC's cost is in their count
+_EPOCH = 1_767_225_600  # commit times of the synthetic history: fixed, one batch every 5 minutes
+
+
+def history_sizes(size: Size) -> tuple[int, ...]:
+    """The history sizes to measure: MAINSTEM_BENCH_HISTORY (comma-separated) or the Size's."""
+    raw = os.environ.get(HISTORY_ENV, "").strip()
+    if not raw:
+        return size.history_batches
+    try:
+        sizes = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError:
+        raise SystemExit(f"{HISTORY_ENV}={raw!r}: give batch counts like 10,1000,10000") from None
+    if len(sizes) < 2 or sizes[0] < 1:
+        raise SystemExit(f"{HISTORY_ENV}={raw!r}: give at least two counts of 1 or more")
+    return sizes
+
+
+class HistoryBuilder(Protocol):
+    """Writes a workspace's history of batches in one storage layout."""
+
+    def extend(self, params: Params, batches: int) -> list[BatchRecord]:
+        """Add batches until the workspace holds `batches`; the lineage record of each added."""
+        ...
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _photo(number: int, index: int) -> bytes:
+    seed = f"history photo {number} {index}".encode()
+    return b"".join(
+        hashlib.sha256(seed + bytes([n])).digest() for n in range(_HISTORY_PHOTO_BYTES // 32)
+    )
+
+
+@dataclass
+class RawAndValidatedDirs:
+    """Today's layout: `data/raw/<batch_id>/` and `data/validated/<batch_id>/` per batch, and one
+    content-addressed image store `data/validated/images/`. Every synthetic batch copies the
+    first (real) batch's table and validated files, and has photos of its own in the raw snapshot
+    and in the image store. The master is left to the merge stage, which applies the new batches
+    (the same rows each time) in one run."""
+
+    template: str  # the id of the real batch the others copy
+    added: int = field(default=1)
+
+    def extend(self, params: Params, batches: int) -> list[BatchRecord]:
+        raw_dir, validated = params.ingest.raw_dir, params.validate.validated_dir
+        raw_meta = read_json(raw_dir / self.template / "batch.json")
+        report = read_json(validated / self.template / "report.json")
+        master_rows = int(read_json(params.merge.metrics_file)["master_rows"])
+        records = []
+        while self.added < batches:
+            self.added += 1
+            number = self.added
+            batch_id = _digest(f"history batch {number}".encode())[:16]
+            name = f"history-{number:06d}"
+            files = []
+            for entry in raw_meta["files"]:
+                path = entry["path"]
+                target = raw_dir / batch_id / "files" / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if path.startswith("images/"):
+                    data = _photo(number, len(files))
+                    target.write_bytes(data)
+                    files.append({"path": path, "sha256": _digest(data), "size": len(data)})
+                else:
+                    shutil.copyfile(raw_dir / self.template / "files" / path, target)
+                    files.append(entry)
+            meta = {"batch_id": batch_id, "sequence": number, "name": name, "files": files}
+            write_json(raw_dir / batch_id / "batch.json", meta)
+            stored = []
+            for index in range(len(report["stored_images"])):
+                data = _photo(-number, index)
+                digest = _digest(data)
+                stored.append(f"{digest[:2]}/{digest}.png")
+                (validated / "images" / digest[:2]).mkdir(parents=True, exist_ok=True)
+                (validated / "images" / stored[-1]).write_bytes(data)
+            folder = validated / batch_id
+            shutil.copytree(validated / self.template, folder)
+            copied = {**report, "batch_id": batch_id, "name": name, "sequence": number}
+            write_json(folder / "report.json", {**copied, "stored_images": sorted(stored)})
+            records.append(BatchRecord.from_report(copied, master_rows))
+        return records
+
+
+Builder = Callable[[Params, str], HistoryBuilder]
+
+
+def todays_layout(_params: Params, template: str) -> HistoryBuilder:
+    return RawAndValidatedDirs(template)
+
+
+def _fast_import(root: Path, records: list[BatchRecord], first: int) -> None:
+    """One lineage commit per record on the current branch, each with its master metrics."""
+    branch = git(["symbolic-ref", "HEAD"], root).stdout.strip()
+    parent = git(["rev-parse", "HEAD"], root).stdout.strip()
+    chunks = []
+    for offset, batch in enumerate(records):
+        number = first + offset
+        metrics = {
+            "batches_merged": number,
+            "batches_rejected": 0,
+            "contract": batch.contract,
+            "last_batch_id": batch.batch_id,
+            "master_parts": 1,
+            "master_rows": batch.master_rows,
+            "rows_rejected_total": 0,
+        }
+        blob = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()
+        message = batch.message().encode()
+        stamp = _EPOCH + 300 * number
+        chunks.append(
+            f"commit {branch}\n"
+            f"committer mainstem pipeline <pipeline@mainstem.invalid> {stamp} +0000\n"
+            f"data {len(message)}\n".encode()
+            + message
+            + (f"\nfrom {parent}\n" if offset == 0 else "\n").encode()
+            + f"M 100644 inline metrics/master.json\ndata {len(blob)}\n".encode()
+            + blob
+            + b"\n"
+        )
+    if chunks:
+        subprocess.run(
+            ["git", "fast-import", "--quiet"],
+            cwd=root,
+            input=b"".join(chunks),
+            env=tool_env(),
+            check=True,
+        )
+        git(["reset", "--quiet"], root)
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum((Path(d) / f).stat().st_size for d, _dirs, files in os.walk(path) for f in files)
+
+
+def _files(paths: list[Path]) -> dict[str, tuple[int, int]]:
+    """(inode, size) of every file under `paths`, by path."""
+    found = {}
+    for top in paths:
+        for d, _dirs, files in os.walk(top):
+            for name in files:
+                stat = (Path(d) / name).stat()
+                found[os.path.join(d, name)] = (stat.st_ino, stat.st_size)
+    return found
+
+
+@dataclass
+class Workspace:
+    root: Path
+    remote: Path
+    builder: HistoryBuilder
+    batches: int = 1
+
+
+def seed(work: Path, build: Builder) -> Workspace:
+    """A workspace whose first batch went through the real pipeline."""
+    root = create_workspace(work / "workspace", source_root())
+    remote = Path(configure_remote(root))
+    params = load_params(root)
+    spec = BatchSpec(1, 0, PHOTOS)
+    folder = make_batch(work / "deliveries" / spec.name, spec)
+    submit([folder], params.ingest.incoming_dir, spec.name)
+    done = batchflow.process_next_batch(root)
+    assert done.report is not None, done
+    assert done.report["status"] == "accepted", done.report
+    return Workspace(root, remote, build(params, str(done.report["batch_id"])))
+
+
+def grow(workspace: Workspace, batches: int) -> float:
+    """Extend the history to `batches`: files, DVC versions and lineage; the seconds it took."""
+    start = time.perf_counter()
+    root = workspace.root
+    params = load_params(root)
+    records = workspace.builder.extend(params, batches)
+    _fast_import(root, records[:-1], workspace.batches + 1)
+    dvc(["repro", "--quiet", batchflow.REPRO_TARGET], root)
+    dvc(["push", "--quiet"], root)
+    if records:
+        record(root, batchflow.lineage_paths(params), records[-1].message())
+    workspace.batches = batches
+    return time.perf_counter() - start
+
+
+@contextmanager
+def _timed_dvc(seconds: dict[str, float]) -> Iterator[None]:
+    real = batchflow.run_dvc
+
+    def timed(root: Path, args: list[str], batch_id: str) -> str:
+        start = time.perf_counter()
+        try:
+            return real(root, args, batch_id)
+        finally:
+            seconds[args[0]] = seconds.get(args[0], 0.0) + time.perf_counter() - start
+
+    with patch.object(batchflow, "run_dvc", timed):
+        yield
+
+
+def _best_of(count: int, command: list[str], root: Path) -> float:
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=root, env=tool_env(), capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _merge_seconds(params: Params, before: Path) -> float:
+    """The merge stage's own time for the batch: the master it started from is put back, the
+    stage command runs alone, and it must write the master the pipeline wrote."""
+    master = params.merge.master_dir
+    after = master.with_name("master-after")
+    master.rename(after)
+    shutil.copytree(before, master)
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "stages.merge"],
+        cwd=params.root,
+        env=tool_env(),
+        capture_output=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - start
+    same = _contents(master) == _contents(after)
+    shutil.rmtree(master)
+    after.rename(master)
+    assert same, "the merge stage run alone wrote another master than the pipeline did"
+    return seconds
+
+
+def one_more_batch(workspace: Workspace, work: Path) -> dict[str, float]:
+    """Carry one real batch of PHOTOS photos through `mainstem process`; what it cost."""
+    root = workspace.root
+    params = load_params(root)
+    number = workspace.batches + 1
+    spec = BatchSpec(number, 1_000_000 + PHOTOS * number, PHOTOS)
+    folder = make_batch(work / "deliveries" / spec.name, spec)
+    submit([folder], params.ingest.incoming_dir, spec.name)
+    outputs = [params.ingest.raw_dir, params.validate.validated_dir, params.merge.master_dir]
+    before_files = _files(outputs)
+    master_before = work / "master-before"
+    shutil.rmtree(master_before, ignore_errors=True)
+    shutil.copytree(params.merge.master_dir, master_before)
+    cache, remote = _tree_bytes(root / ".dvc" / "cache"), _tree_bytes(workspace.remote)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    with _timed_dvc(seconds):
+        done = batchflow.process_next_batch(root)
+    total = time.perf_counter() - start
+    assert done.report is not None, done
+    assert done.report["status"] == "accepted", done.report
+    workspace.batches = number
+    added = sum(
+        size
+        for path, (inode, size) in _files(outputs).items()
+        if before_files.get(path, (0, 0))[0] != inode
+    )
+    mainstem = [sys.executable, "-m", "mainstem.cli"]
+    return {
+        "process": total,
+        "dvc": seconds.get("repro", 0.0) + seconds.get("push", 0.0),
+        "dvc repro": seconds.get("repro", 0.0),
+        "dvc push": seconds.get("push", 0.0),
+        "batch bytes": added,
+        "cache growth": _tree_bytes(root / ".dvc" / "cache") - cache,
+        "push size": _tree_bytes(workspace.remote) - remote,
+        "merge": _merge_seconds(params, master_before),
+        "status": _best_of(3, [*mainstem, "status", "--no-airflow", "--json"], root),
+        "pipeline page": _best_of(1, [*mainstem, "report", "--pipeline"], root),
+    }
+
+
+FIGURES = (
+    ("dvc", "DVC time (dvc repro merge + dvc push)", "s"),
+    ("cache growth", "DVC cache growth", "MB"),
+    ("push size", "bytes pushed to the remote", "MB"),
+    ("merge", "merge stage on its own", "s"),
+    ("status", "mainstem status", "s"),
+)
+SHOWN = (
+    *FIGURES,
+    ("process", "mainstem process, whole batch", "s"),
+    ("dvc repro", "dvc repro merge", "s"),
+    ("dvc push", "dvc push", "s"),
+    ("batch bytes", "bytes the batch added to the outputs", "MB"),
+    ("pipeline page", "mainstem report --pipeline", "s"),
+)
+
+
+def measure_histories(
+    size: Size, work: Path, results: Results, build: Builder = todays_layout
+) -> dict[int, dict[str, float]]:
+    """Build each history in turn in one workspace and measure one more batch at each."""
+    sizes = history_sizes(size)
+    print(f"P11: one batch of {PHOTOS} photos after {', '.join(map(str, sizes))} batches")
+    workspace = seed(work / "p11", build)
+    measured: dict[int, dict[str, float]] = {}
+    for batches in sizes:
+        built = grow(workspace, batches)
+        results.measure("P11", f"build a {batches:,}-batch history (setup)", built)
+        results.sample_load()
+        measured[batches] = one_more_batch(workspace, work / "p11")
+        for key, what, unit in SHOWN:
+            value = measured[batches][key]
+            results.measure("P11", f"after {batches:,} batches: {what}", _in(value, unit), unit)
+    _targets(measured, results)
+    shutil.rmtree(work / "p11", ignore_errors=True)
+    return measured
+
+
+def _in(value: float, unit: str) -> float:
+    return value / 1e6 if unit == "MB" else value
+
+
+def _targets(measured: dict[int, dict[str, float]], results: Results) -> None:
+    smallest, *larger = sorted(measured)
+    base = measured[smallest]
+    for batches in larger:
+        for key, what, _unit in FIGURES:
+            ratio = measured[batches][key] / base[key] if base[key] else None
+            results.target(
+                Target(
+                    "P11",
+                    f"{what}: after {batches:,} batches ÷ after {smallest:,}",
+                    ratio,
+                    BOUND_RATIO,
+                    "at_most",
+                    f"one batch of {PHOTOS} photos through `mainstem process` (in process; DVC "
+                    "as its own processes, local remote) on a synthetic history of batches of "
+                    f"{PHOTOS} photos each; status best of 3, one run otherwise.",
+                )
+            )
+    largest = measured[max(measured)]
+    results.target(
+        Target(
+            "P11",
+            f"DVC cache growth ÷ the batch's own bytes, after {max(measured):,} batches",
+            largest["cache growth"] / largest["batch bytes"],
+            BOUND_CACHE,
+            "at_most",
+            "the batch's own bytes: files it added or rewrote in the raw, validated and master "
+            "outputs (by inode), so DVC's directory listings are what exceeds 1.",
+        )
+    )
+
+
+def run(size: Size, work: Path, results: Results) -> None:
+    measure_histories(size, work, results)
