@@ -12,7 +12,7 @@ In: the claimed batch's files (hashed again while packed) or a pack to read. Out
 Every batch adds one pack and two records: nothing written grows with the number of batches
 before it. DVC's cache keeps each pack under its md5, and each lineage commit's `dvc.lock` pins
 the pack it processed, so an old pack is read from the DVC cache by the md5 its record names
-(`dvc fetch --all-commits` brings back what the cache lacks). docs/storage.md explains the choice.
+(`mainstem upgrade --fetch-raw` brings back what the cache lacks). docs/storage.md says why.
 """
 
 from __future__ import annotations
@@ -302,8 +302,8 @@ def find_pack(raw_dir: Path, root: Path, record: RawRecord) -> Path:
         return cached
     raise RawBatchMissingError(
         f"raw batch {record.batch_id} (sequence {record.sequence}, pack md5 {record.md5}) is "
-        f"neither {current} nor in the DVC cache; run `dvc fetch --all-commits` to fetch the "
-        "raw batches of every lineage commit, then run again"
+        f"neither {current} nor in the DVC cache; run `mainstem upgrade --fetch-raw` to fetch "
+        "the raw packs the index names from the DVC remote, then run again"
     )
 
 

@@ -17,6 +17,7 @@ import yaml
 from mainstem.commands import dvc, git
 from mainstem.flow.batch import process_next_batch
 from mainstem.flow.contracts import contract_check
+from mainstem.flow.upgrade import fetch_raw
 from mainstem.intake.ingest import list_raw_batches
 from mainstem.intake.raw_store import cached_pack, pack_meta, pack_path
 from mainstem.local.samples import BatchSpec
@@ -92,9 +93,9 @@ def test_a_pack_missing_from_the_cache_is_named_then_fetched_from_the_remote(
     failed = dvc(["repro", "--quiet", "merge"], workspace, check=False)
     assert failed.returncode != 0
     assert f"raw batch {first.batch_id}" in failed.stderr
-    assert "dvc fetch --all-commits" in failed.stderr
+    assert "mainstem upgrade --fetch-raw" in failed.stderr
 
-    dvc(["fetch", "--quiet", "--all-commits"], workspace)
+    assert fetch_raw(workspace) == 1
     dvc(["repro", "--quiet", "merge"], workspace)
     assert git(["status", "--porcelain"], workspace).stdout == ""
 

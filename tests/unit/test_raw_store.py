@@ -109,7 +109,7 @@ def test_a_past_batch_is_read_from_the_dvc_cache_by_its_md5(tmp_path: Path) -> N
         scratch = raw.root
     assert not scratch.exists()
     cached.unlink()
-    with pytest.raises(RawBatchMissingError, match=r"dvc fetch --all-commits"):
+    with pytest.raises(RawBatchMissingError, match=r"mainstem upgrade --fetch-raw"):
         find_pack(raw_dir, root, record)
 
 
