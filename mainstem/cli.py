@@ -318,6 +318,17 @@ def _pipeline_commit(args: argparse.Namespace) -> None:
     )
 
 
+def _upgrade(args: argparse.Namespace) -> None:
+    from mainstem.flow.upgrade import fetch_raw, upgrade_workspace
+    from mainstem.flow.workspace import source_root
+
+    if args.fetch_raw:
+        print(f"fetched the packs of {fetch_raw(Path(args.workspace))} raw batch(es)")
+        return
+    commit = upgrade_workspace(Path(args.workspace), source_root())
+    print(f"upgraded in {commit[:12]}" if commit else "the workspace is up to date; nothing to do")
+
+
 def _contract_diff(args: argparse.Namespace) -> None:
     from mainstem.errors import MainstemError
     from mainstem.flow.contracts import contract_diff
@@ -620,6 +631,23 @@ def _add_lineage(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         "change and commits it with its outputs, in a commit that says what changed.",
     )
     commit.set_defaults(func=_pipeline_commit)
+
+    upgrade = verbs.add_parser(
+        "upgrade",
+        parents=[workspace],
+        help="bring a workspace to this version's storage layout and code, in one commit",
+        description="Packs each raw batch of the old layout (data/raw/<batch_id>/) into one file "
+        "in the DVC cache, pushes it, indexes it in git, installs this version's pipeline code "
+        "and re-runs `dvc repro merge`, in one commit that says what changed. Earlier commits "
+        "still check out and pull. Refused while a batch is claimed; running it twice changes "
+        "nothing.",
+    )
+    upgrade.add_argument(
+        "--fetch-raw",
+        action="store_true",
+        help="instead, fetch from the DVC remote each raw pack the index names and the cache lacks",
+    )
+    upgrade.set_defaults(func=_upgrade)
 
     master = verbs.add_parser(
         "diff",

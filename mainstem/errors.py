@@ -71,3 +71,7 @@ class PipelineChangedError(MainstemError):
 
 class TrainingConfigError(TrainingError):
     """The declared training (train.label, train.features) does not fit the active contract."""
+
+
+class RawBatchMissingError(MainstemError):
+    """A past raw batch is needed and neither the workspace nor the DVC cache holds its pack."""

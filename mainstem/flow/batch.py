@@ -40,6 +40,8 @@ from mainstem.intake.dropfolder import read_ticket as read_claim_ticket
 from mainstem.intake.lock import LockOwner
 from mainstem.intake.lock import give_up as give_up_lock
 from mainstem.intake.preflight import preflight
+from mainstem.intake.raw_store import INDEX as RAW_INDEX
+from mainstem.intake.raw_store import pack_path
 from mainstem.master.metrics import master_rows as tracked_master_rows
 from mainstem.params import IngestParams, Params
 from mainstem.validation.layout import read_report
@@ -56,7 +58,7 @@ def repro_args() -> list[str]:
 def lineage_paths(params: Params) -> list[Path]:
     """The small, git-tracked files describing the pipeline's state after a batch or a training."""
     outputs = [
-        params.ingest.raw_dir,
+        pack_path(params.ingest.raw_dir),
         params.validate.validated_dir,
         params.merge.master_dir,
         params.train.model_dir,
@@ -64,6 +66,7 @@ def lineage_paths(params: Params) -> list[Path]:
     return [
         params.root / "dvc.lock",
         params.ingest.claimed_batch,
+        params.ingest.raw_dir / RAW_INDEX,
         params.validate.metrics_file,
         params.merge.metrics_file,
         params.train.request_file,
@@ -80,6 +83,7 @@ def clear_leftovers(params: Params) -> list[Path]:
     """
     parents = {
         params.ingest.claimed_batch.parent,
+        params.ingest.raw_dir,
         params.ingest.raw_dir.parent,
         params.validate.validated_dir.parent,
         params.merge.master_dir.parent,

@@ -121,15 +121,18 @@ class ContractCheck:
 
 def contract_check(params: Params, version: int, batches: int = DEFAULT_BATCHES) -> ContractCheck:
     """Contract `version` replayed over the master and the last `batches` raw batches."""
-    from mainstem.intake.ingest import list_raw_batches
+    from mainstem.intake.ingest import list_raw_batches, open_raw_batch
     from mainstem.master.replay import replay_master
 
     contract = load_contract(contract_file(params, version))
     master = replay_master(params.merge.master_dir, contract).to_json()
-    recent = list_raw_batches(params.ingest.raw_dir)[-batches:] if batches > 0 else []
-    return ContractCheck(
-        contract.ref, master, [replay_batch(params, raw, contract) for raw in recent]
-    )
+    raw_dir = params.ingest.raw_dir
+    recent = list_raw_batches(raw_dir, batches) if batches > 0 else []
+    replays = []
+    for record in recent:
+        with open_raw_batch(raw_dir, params.root, record) as raw:
+            replays.append(replay_batch(params, raw, contract))
+    return ContractCheck(contract.ref, master, replays)
 
 
 def describe_check(check: ContractCheck) -> list[str]:

@@ -22,7 +22,8 @@ from mainstem.errors import MainstemError
 from mainstem.intake import lock
 from mainstem.intake.delivery import MANIFEST, READY, scan
 from mainstem.intake.dropfolder import takeover_time
-from mainstem.intake.ingest import BATCH_FILE, RawBatch, list_raw_batches, read_raw_batch
+from mainstem.intake.ingest import list_raw_batches
+from mainstem.intake.raw_store import RawRecord, record_of
 from mainstem.master.batch_log import read_summary
 from mainstem.master.batch_log import recent_batches as recent_log
 from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
@@ -76,23 +77,23 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
     }
 
 
-def _listed_batches(params: Params, limit: int) -> list[RawBatch]:
-    """The raw batches status lists: the last `limit` the master's log records plus the batch
-    claimed now, when the log can be read; else every raw batch (a master not pulled, or one
-    written before the log). Reading the log's tail keeps status as fast after 100,000 batches as
-    after 10: every ingested batch is merged (as applied or rejected) before its claim is
-    released, so only the claimed batch can be ingested and not in the log."""
+def _listed_batches(params: Params, limit: int) -> list[RawRecord]:
+    """The raw index records status lists: the last `limit` the master's log records plus the batch
+    claimed now, when the log can be read; else the raw index's newest records (a master not
+    pulled, or one written before the log). Reading the log's tail keeps status as fast after
+    100,000 batches as after 10: every ingested batch is merged (as applied or rejected) before
+    its claim is released, so only the claimed batch can be ingested and not in the log."""
     raw_dir, master_dir = params.ingest.raw_dir, params.merge.master_dir
     summary = read_summary(read_json_object(master_dir / MASTER_MANIFEST) or {})
     if summary is None:
-        return list_raw_batches(raw_dir)
+        return list_raw_batches(raw_dir, last=limit + 1)
     try:
         logged = [b.batch_id for b in recent_log(master_dir, summary, limit)]
     except (OSError, ValueError, TypeError):
-        return list_raw_batches(raw_dir)
+        return list_raw_batches(raw_dir, last=limit + 1)
     claimed = str((read_json_object(params.ingest.claimed_batch) or {}).get("batch_id") or "")
     ids = [*logged, *([claimed] if claimed and claimed not in logged else [])]
-    found = [read_raw_batch(raw_dir / i) for i in ids if (raw_dir / i / BATCH_FILE).is_file()]
+    found = [record for i in ids if (record := record_of(raw_dir, i)) is not None]
     return sorted(found, key=lambda raw: raw.sequence)
 
 
@@ -115,7 +116,7 @@ def _refused(params: Params, limit: int) -> list[tuple[float, Path]]:
         return []
     found = []
     for folder in quarantine.iterdir():
-        if (raw_dir / folder.name / BATCH_FILE).exists():
+        if record_of(raw_dir, folder.name) is not None:
             continue
         with contextlib.suppress(OSError):
             found.append(((folder / REPORT).stat().st_mtime, folder))

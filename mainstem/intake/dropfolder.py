@@ -24,7 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mainstem import crashpoints
-from mainstem.durable import fsync_dir, read_json, storage_errors, write_bytes, write_json
+from mainstem.durable import (
+    fsync_dir,
+    read_json,
+    read_json_object,
+    storage_errors,
+    write_bytes,
+    write_json,
+)
 from mainstem.intake import lock
 from mainstem.intake.delivery import (
     MANIFEST,
@@ -39,6 +46,7 @@ from mainstem.intake.delivery import (
     scan,
 )
 from mainstem.intake.lock import LockOwner
+from mainstem.intake.raw_store import pack_meta, pack_path, record_of
 from mainstem.params import IngestParams
 
 log = logging.getLogger(__name__)
@@ -87,16 +95,15 @@ ClaimResult = Claimed | Idle | Rejected
 
 
 def is_ingested(raw_dir: Path, batch_id: str) -> bool:
-    return (raw_dir / batch_id / "batch.json").exists()
+    return record_of(raw_dir, batch_id) is not None
 
 
 def first_delivery(raw_dir: Path, batch_id: str) -> dict[str, object] | None:
     """The ingested batch `batch_id` as first delivered (name, sequence); None if not ingested."""
-    try:
-        meta = read_json(raw_dir / batch_id / "batch.json")
-    except FileNotFoundError:
+    record = record_of(raw_dir, batch_id)
+    if record is None:
         return None
-    return {"batch_id": batch_id, "name": meta.get("name"), "sequence": meta.get("sequence")}
+    return {"batch_id": batch_id, "name": record.name, "sequence": record.sequence}
 
 
 def read_ticket(params: IngestParams) -> dict[str, object]:
@@ -127,12 +134,11 @@ def ticket_files(params: IngestParams, ticket: dict[str, object]) -> list[Delive
         return []
     # The claim's own list first: a re-delivery of ingested content may name its files
     # differently from the first delivery, whose names the raw snapshot keeps.
-    for source in (claimed_files_path(params), params.raw_dir / str(batch_id) / "batch.json"):
-        try:
-            listing = read_json(source)
-        except (FileNotFoundError, ValueError):
+    claimed = read_json_object(claimed_files_path(params))
+    for listing in (claimed, pack_meta(pack_path(params.raw_dir))):
+        if listing is None:
             continue
-        files = _listed(listing.get("files")) if isinstance(listing, dict) else []
+        files = _listed(listing.get("files"))
         if listing.get("batch_id") == batch_id and batch_id_of(files) == batch_id:
             return files
     return []

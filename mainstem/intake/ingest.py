@@ -1,34 +1,43 @@
-"""Snapshot the claimed batch into the raw store.
+"""Snapshot the claimed batch into the raw store, and read raw batches back.
 
-In: the claim record (`claimed_batch.json`) and the drop folder. Out: `data/raw/<batch_id>/` with
-`files/` (byte copies of the delivery) and `batch.json` (the content hashes, the batch's sequence
-number and its name). Each file is hashed while it is copied and must match the claim, so a file
-rewritten after `_READY` cannot slip in. The snapshot is staged beside the raw store and renamed
-into place, so a crash leaves either no snapshot or a complete one; a failed copy (a full disk, a
-changed file) removes its staging folder. Raw batches are never changed.
+In: the claim record (`claimed_batch.json`) and the drop folder. Out: the batch's pack at
+`data/raw/batch.tar` and its index records (see `raw_store`): the files are hashed again while
+they are packed and must match the claim, so a file rewritten after `_READY` cannot slip in. The
+pack is staged beside the store and renamed into place, and the records are written after it, the
+id record last, so a crash leaves either no ingested batch or a complete one; a failed copy (a
+full disk, a changed file) leaves the previous pack. Raw batches are never changed. Readers get a
+batch as a `RawBatch`, its files unpacked into a scratch folder for as long as they need them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from mainstem import crashpoints
-from mainstem.durable import fresh_dir, publish_dir, read_json, staging_path, storage_errors
-from mainstem.durable import write_json as write_json_durable
-from mainstem.errors import BatchChangedError, MainstemError
-from mainstem.intake.delivery import DeliveredFile, is_table, open_regular
+from mainstem.durable import read_json, storage_errors
+from mainstem.errors import MainstemError
+from mainstem.intake.delivery import DeliveredFile, is_table
 from mainstem.intake.dropfolder import read_ticket, ticket_files
+from mainstem.intake.raw_store import (
+    BATCH_FILE,
+    FILES_DIR,
+    RawRecord,
+    find_pack,
+    last_sequence,
+    pack_path,
+    record_of,
+    records,
+    unpacked,
+    write_pack,
+    write_record,
+)
 from mainstem.params import IngestParams
 
 log = logging.getLogger(__name__)
-BATCH_FILE = "batch.json"
-FILES_DIR = "files"
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,30 @@ class RawBatch:
     def file_path(self, rel: str) -> Path:
         return self.root / FILES_DIR / rel
 
+    def opened(self) -> AbstractContextManager[RawBatch]:
+        return nullcontext(self)
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """An ingested batch as its index record names it; `opened()` unpacks it for a while."""
+
+    record: RawRecord
+    raw_dir: Path
+    root: Path
+
+    @property
+    def batch_id(self) -> str:
+        return self.record.batch_id
+
+    def opened(self) -> AbstractContextManager[RawBatch]:
+        return open_raw_batch(self.raw_dir, self.root, self.record)
+
+
+def stored_batches(raw_dir: Path, root: Path, last: int | None = None) -> list[StoredBatch]:
+    """Every ingested batch (the `last` newest when given) in sequence order, ready to open."""
+    return [StoredBatch(record, raw_dir, root) for record in records(raw_dir, last)]
+
 
 def read_raw_batch(root: Path) -> RawBatch:
     meta = read_json(root / BATCH_FILE)
@@ -53,46 +86,30 @@ def read_raw_batch(root: Path) -> RawBatch:
     return RawBatch(meta["batch_id"], int(meta["sequence"]), meta.get("name"), files, root)
 
 
-def list_raw_batches(raw_dir: Path) -> list[RawBatch]:
-    """Every complete raw batch, in the order they were ingested."""
-    if not raw_dir.is_dir():
-        return []
-    batches = [
-        read_raw_batch(child)
-        for child in raw_dir.iterdir()
-        if child.is_dir() and (child / BATCH_FILE).exists()
-    ]
-    return sorted(batches, key=lambda b: b.sequence)
+def list_raw_batches(raw_dir: Path, last: int | None = None) -> list[RawRecord]:
+    """Every ingested batch (only the `last` newest when given), in the order they were ingested."""
+    return records(raw_dir, last)
 
 
-def copy_verified(source: Path, target: Path, expected: DeliveredFile) -> None:
-    """Copy `source` to `target`, failing if its bytes are not the ones the claim recorded."""
-    digest = hashlib.sha256()
-    size = 0
-    fd = open_regular(source)
-    with os.fdopen(fd, "rb") as reader, open(target, "wb") as writer:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            writer.write(chunk)
-    if (size, digest.hexdigest()) != (expected.size, expected.sha256):
-        raise BatchChangedError(
-            f"{expected.path} changed after the batch was claimed "
-            f"(now {size} bytes, claimed {expected.size}); the producer must finish writing "
-            "before it writes _READY. The batch stays claimed; fix the file and re-claim."
-        )
+@contextmanager
+def open_raw_batch(raw_dir: Path, root: Path, record: RawRecord) -> Iterator[RawBatch]:
+    """The batch `record` names, its files unpacked into a scratch folder for the block."""
+    pack = find_pack(raw_dir, root, record)
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".raw-", suffix=".staging", dir=raw_dir.parent))
+    with storage_errors(f"could not unpack raw batch {record.batch_id}"), unpacked(pack, scratch):
+        yield read_raw_batch(scratch)
 
 
-def ingest_claimed(params: IngestParams) -> RawBatch | None:
-    """Snapshot the claimed batch; None when nothing is claimed or it is already in the store."""
+def ingest_claimed(params: IngestParams) -> RawRecord | None:
+    """Pack the claimed batch; None when nothing is claimed or it is already in the store."""
     ticket = read_ticket(params)
     batch_id = ticket.get("batch_id")
     if not batch_id:
         log.info("no batch claimed; nothing to ingest")
         return None
     batch_id = str(batch_id)
-    target = params.raw_dir / batch_id
-    if (target / BATCH_FILE).exists():
+    if record_of(params.raw_dir, batch_id) is not None:
         log.info("batch %s is already in %s; nothing to ingest", batch_id, params.raw_dir)
         return None
     files = ticket_files(params, ticket)
@@ -103,29 +120,22 @@ def ingest_claimed(params: IngestParams) -> RawBatch | None:
             f"claimed batch {batch_id} is neither in {params.raw_dir} nor complete in "
             f"{params.incoming_dir} ({what}); run `dvc pull` to fetch raw batches"
         )
-    existing = list_raw_batches(params.raw_dir)
-    sequence = existing[-1].sequence + 1 if existing else 1
-    staged = fresh_dir(staging_path(params.raw_dir, f"ingest-{batch_id}"))
-    try:
-        with storage_errors(f"could not snapshot batch {batch_id}"):
-            for item in files:
-                destination = staged / FILES_DIR / item.path
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                crashpoints.reach("ingest copy")
-                copy_verified(params.incoming_dir / item.path, destination, item)
-            write_json_durable(
-                staged / BATCH_FILE,
-                {
-                    "batch_id": batch_id,
-                    "sequence": sequence,
-                    "name": ticket.get("name"),
-                    "files": [f.to_json() for f in files],
-                },
-            )
-            publish_dir(staged, target)
-    except Exception:
-        # A full disk or a changed file: leave no half-copied snapshot taking up room.
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+    sequence = _next_sequence(params.raw_dir, batch_id)
+    name = ticket.get("name")
+    name = None if name is None else str(name)
+    meta = {"batch_id": batch_id, "sequence": sequence, "name": name}
+    with storage_errors(f"could not snapshot batch {batch_id}"):
+        md5, sha256, size = write_pack(pack_path(params.raw_dir), meta, params.incoming_dir, files)
+        record = RawRecord(batch_id, sequence, name, md5, sha256, size)
+        write_record(params.raw_dir, record)
     log.info("ingested batch %s as sequence %d (%d files)", batch_id, sequence, len(files))
-    return read_raw_batch(target)
+    return record
+
+
+def _next_sequence(raw_dir: Path, batch_id: str) -> int:
+    """The next sequence, or the one a crashed run already gave this batch in the index."""
+    last = last_sequence(raw_dir)
+    previous = records(raw_dir, 1)
+    if previous and previous[-1].batch_id == batch_id:
+        return last
+    return last + 1

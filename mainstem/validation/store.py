@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from mainstem.durable import (
     write_json,
 )
 from mainstem.fingerprint import fingerprint
-from mainstem.intake.ingest import RawBatch, list_raw_batches
+from mainstem.intake.ingest import RawBatch, StoredBatch, stored_batches
 from mainstem.params import Params
 from mainstem.validation.batch import BatchResult, validate_batch
 from mainstem.validation.columnar import arrow_schema, parquet_bytes, text_schema, to_arrow
@@ -155,7 +155,7 @@ def _remove(path: Path) -> None:
 
 
 def refresh(
-    raw_batches: list[RawBatch],
+    raw_batches: Sequence[RawBatch | StoredBatch],
     validated_dir: Path,
     contract: Contract,
     fingerprint: str,
@@ -163,17 +163,19 @@ def refresh(
 ) -> list[dict[str, Any]]:
     """Bring the store up to date with the raw batches; every batch's report, in sequence order.
 
+    `raw_batches` are RawBatches or StoredBatches, each opened only while it is validated.
     Batches validated with the same fingerprint are kept; a new fingerprint (contract, code or
     settings changed) re-validates every batch.
     """
     state = {"contract": contract.ref, "fingerprint": fingerprint}
     rebuild = read_state(validated_dir) != state
     reports: list[dict[str, Any]] = []
-    for raw in raw_batches:
-        report = None if rebuild else read_report(validated_dir, raw.batch_id)
+    for batch in raw_batches:
+        report = None if rebuild else read_report(validated_dir, batch.batch_id)
         if report is None:
-            result = validate_batch(raw, contract, workers)
-            report = write_result(validated_dir, result, contract, raw, reports)
+            with batch.opened() as raw:
+                result = validate_batch(raw, contract, workers)
+                report = write_result(validated_dir, result, contract, raw, reports)
             log.info(
                 "batch %s: %s, %d of %d rows accepted",
                 raw.batch_id,
@@ -183,7 +185,7 @@ def refresh(
             )
         reports.append(report)
     validated_dir.mkdir(parents=True, exist_ok=True)
-    prune(validated_dir, {raw.batch_id for raw in raw_batches})
+    prune(validated_dir, {batch.batch_id for batch in raw_batches})
     write_state(validated_dir, state)
     return reports
 
@@ -192,7 +194,7 @@ def update_validated(params: Params, contract: Contract) -> list[dict[str, Any]]
     """Validate every raw batch not yet validated under this contract and code; all reports."""
     code = fingerprint("validate", {"contract": contract.fingerprint})
     return refresh(
-        list_raw_batches(params.ingest.raw_dir),
+        stored_batches(params.ingest.raw_dir, params.root),
         params.validate.validated_dir,
         contract,
         code,

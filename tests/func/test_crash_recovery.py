@@ -227,6 +227,8 @@ def test_clean_run_passes_every_kind_of_write_point(sweep: Sweep) -> None:
         "claim ticket",
         "dvc repro",
         "ingest copy",
+        "publish pack",
+        "ingest index",
         "stage ingest done",
         "stage validate done",
         "master write part",
@@ -262,6 +264,8 @@ def test_crash_at_write_point_then_recovery_applies_the_batch_once(
     second_ids = range(SECOND.first_id, SECOND.first_id + SECOND.rows)
     assert master["item_id"].value_counts().reindex(second_ids).tolist() == [1] * SECOND.rows
     assert tree(params.merge.master_dir) == master_after
+    raw_after = tree(load_params(sweep.expected).ingest.raw_dir)
+    assert tree(params.ingest.raw_dir) == raw_after  # the pack and every index record
     for relative in ("metrics/master.json", "metrics/validate.json", "dvc.lock"):
         assert (workspace / relative).read_bytes() == (sweep.expected / relative).read_bytes()
     assert _last_message(workspace) == _last_message(sweep.expected)

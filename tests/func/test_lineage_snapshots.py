@@ -20,6 +20,7 @@ from mainstem.flow.pipeline_commit import commit_pipeline
 from mainstem.flow.status import recent_batches
 from mainstem.flow.workspace import configure_remote
 from mainstem.intake.delivery import READY
+from mainstem.intake.raw_store import pack_meta, pack_path
 from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
 from tests.conftest import Deliver
@@ -123,7 +124,9 @@ def test_the_claim_ticket_stays_small_and_the_raw_snapshot_lists_the_files(
     assert set(ticket) == {"batch_id", "name", "file_count", "bytes", "duplicate_of"}
     assert ticket["file_count"] == 61  # the table and 60 photos
     assert len(params.ingest.claimed_batch.read_text().splitlines()) < 10
-    raw = json.loads((params.ingest.raw_dir / ticket["batch_id"] / "batch.json").read_text())
+    raw = pack_meta(pack_path(params.ingest.raw_dir))
+    assert raw is not None
+    assert raw["batch_id"] == ticket["batch_id"]
     assert len(raw["files"]) == 61
     assert run.report is not None
     assert run.report["rows_accepted"] == 60

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from mainstem.flow.status import recent_batches
+from mainstem.intake.raw_store import RawRecord, write_record
 from mainstem.master import batch_log
 from mainstem.master.batch_log import AppliedBatch, BatchSummary, log_update, read_log
 from mainstem.master.merge import MasterSpec, refresh_master
@@ -157,9 +158,8 @@ def test_a_changed_last_batch_rebuilds_the_master(inbox: Inbox, tmp_path: Path) 
 
 def _raw(raw_dir: Path, number: int) -> str:
     batch_id = f"b{number:03d}"
-    (raw_dir / batch_id).mkdir(parents=True)
-    meta = {"batch_id": batch_id, "sequence": number + 1, "name": f"n{number}", "files": []}
-    (raw_dir / batch_id / "batch.json").write_text(json.dumps(meta))
+    record = RawRecord(batch_id, number + 1, f"n{number}", "0" * 32, "0" * 64, 0)
+    write_record(raw_dir, record)
     return batch_id
 
 

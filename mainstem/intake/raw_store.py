@@ -1,0 +1,319 @@
+"""The raw store: one packed snapshot per batch, and an index of every batch ever ingested.
+
+In: the claimed batch's files (hashed again while packed) or a pack to read. Out, under
+`ingest.raw_dir` (`data/raw/`):
+- `batch.tar`, the DVC output of the ingest stage: the pack of the batch being processed, and only
+  that one. A pack is an uncompressed tar with `batch.json` (batch id, sequence, name, the
+  per-file list) then `files/<path>` in path order, every header fixed (mtime 0, owner 0, mode
+  0644), so the same batch always gives the same bytes and the same DVC hash;
+- `index/seq/<aa>/<bb>/<cc>/<dd>.json` (the sequence as 8 digits) and
+  `index/id/<ab>/<cd>/<id>.json`: one small git-tracked record per batch (id, sequence, name,
+  the pack's md5, sha256 and size), by sequence and by content hash.
+Every batch adds one pack and two records: nothing written grows with the number of batches
+before it. DVC's cache keeps each pack under its md5, and each lineage commit's `dvc.lock` pins
+the pack it processed, so an old pack is read from the DVC cache by the md5 its record names
+(`mainstem upgrade --fetch-raw` brings back what the cache lacks). docs/storage.md says why.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mainstem import crashpoints
+from mainstem.durable import (
+    canonical_json,
+    fresh_dir,
+    fsync_dir,
+    make_dirs,
+    read_json_object,
+    write_bytes,
+    write_json,
+)
+from mainstem.errors import BatchChangedError, RawBatchMissingError
+from mainstem.intake.delivery import DeliveredFile, open_regular
+
+PACK = "batch.tar"
+INDEX = "index"
+BATCH_FILE = "batch.json"
+FILES_DIR = "files"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One ingested batch as the index records it; its files are in the pack `md5` names."""
+
+    batch_id: str
+    sequence: int
+    name: str | None
+    md5: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "sequence": self.sequence,
+            "name": self.name,
+            "pack_md5": self.md5,
+            "pack_sha256": self.sha256,
+            "pack_size": self.size,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RawRecord:
+        return cls(
+            str(data["batch_id"]),
+            int(data["sequence"]),
+            data.get("name"),
+            str(data["pack_md5"]),
+            str(data["pack_sha256"]),
+            int(data["pack_size"]),
+        )
+
+
+def pack_path(raw_dir: Path) -> Path:
+    return raw_dir / PACK
+
+
+def _seq_record(raw_dir: Path, sequence: int) -> Path:
+    digits = f"{sequence:08d}"
+    levels = [digits[at : at + 2] for at in range(0, 6, 2)]
+    return raw_dir.joinpath(INDEX, "seq", *levels, digits[6:] + ".json")
+
+
+def _id_record(raw_dir: Path, batch_id: str) -> Path:
+    return raw_dir.joinpath(INDEX, "id", batch_id[:2], batch_id[2:4], f"{batch_id}.json")
+
+
+def record_of(raw_dir: Path, batch_id: str) -> RawRecord | None:
+    """The index record of batch `batch_id`; None when it was never ingested."""
+    if not batch_id or "/" in batch_id or batch_id.startswith("."):
+        return None
+    data = read_json_object(_id_record(raw_dir, batch_id))
+    return RawRecord.from_json(data) if data else None
+
+
+def _numbered(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name[:2].isdigit())
+
+
+def last_sequence(raw_dir: Path) -> int:
+    """The highest sequence in the index, 0 when it is empty; reads one folder per level."""
+    folder = raw_dir / INDEX / "seq"
+    digits = ""
+    for _level in range(3):
+        names = _numbered(folder)
+        if not names:
+            return 0
+        digits += names[-1]
+        folder = folder / names[-1]
+    names = _numbered(folder)
+    return int(digits + names[-1][:2]) if names else 0
+
+
+def records(raw_dir: Path, last: int | None = None) -> list[RawRecord]:
+    """The index in sequence order; only the `last` newest records when given."""
+    top = last_sequence(raw_dir)
+    first = 1 if last is None else max(1, top - last + 1)
+    found = []
+    for sequence in range(first, top + 1):
+        data = read_json_object(_seq_record(raw_dir, sequence))
+        if data is not None:
+            found.append(RawRecord.from_json(data))
+    return found
+
+
+def record_paths(raw_dir: Path, record: RawRecord) -> tuple[Path, Path]:
+    """Where the index keeps `record`: by sequence, then by id (the one written last)."""
+    return _seq_record(raw_dir, record.sequence), _id_record(raw_dir, record.batch_id)
+
+
+def write_record(raw_dir: Path, record: RawRecord) -> None:
+    """Record a batch: by sequence first, then by id, the record that makes it count as ingested."""
+    crashpoints.reach("ingest index")
+    for path in record_paths(raw_dir, record):
+        write_json(path, record.to_json())
+
+
+def _header(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class _VerifiedReader(io.RawIOBase):
+    """Reads a delivered file for the pack, hashing every byte it hands over."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+
+def _changed(expected: DeliveredFile, size: int) -> BatchChangedError:
+    return BatchChangedError(
+        f"{expected.path} changed after the batch was claimed "
+        f"(now {size} bytes, claimed {expected.size}); the producer must finish writing "
+        "before it writes _READY. The batch stays claimed; fix the file and re-claim."
+    )
+
+
+def _add_verified(pack: tarfile.TarFile, source: Path, expected: DeliveredFile) -> None:
+    """Append `source` to `pack`, failing if its bytes are not the ones the claim recorded."""
+    with os.fdopen(open_regular(source), "rb") as handle:
+        reader = _VerifiedReader(handle)
+        try:
+            pack.addfile(_header(f"{FILES_DIR}/{expected.path}", expected.size), reader)
+        except OSError as error:
+            if "unexpected end of data" not in str(error):
+                raise
+            raise _changed(expected, reader.size) from None
+        extra = len(handle.read(_CHUNK))
+    if extra or (reader.size, reader.digest.hexdigest()) != (expected.size, expected.sha256):
+        raise _changed(expected, reader.size + extra)
+
+
+def write_pack(
+    target: Path, meta: dict[str, Any], incoming_dir: Path, files: list[DeliveredFile]
+) -> tuple[str, str, int]:
+    """Pack `files` from `incoming_dir` with `meta` at `target`; its md5, sha256 and size.
+
+    The pack is written beside `target`, fsynced, then renamed over it; a crash leaves the old
+    pack or the new one. A file whose bytes differ from the claim fails the pack and leaves
+    `target` as it was.
+    """
+    staged = target.with_name(f".{target.name}.pack.staging")
+    make_dirs(target.parent)
+    try:
+        with open(staged, "wb") as handle:
+            with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as pack:
+                files = sorted(files, key=lambda f: f.path)
+                listing = canonical_json({**meta, "files": [f.to_json() for f in files]})
+                pack.addfile(_header(BATCH_FILE, len(listing)), io.BytesIO(listing))
+                for item in files:
+                    crashpoints.reach("ingest copy")
+                    _add_verified(pack, incoming_dir / item.path, item)
+            handle.flush()
+            os.fsync(handle.fileno())
+        md5, sha256, size = _digests(staged)
+        crashpoints.reach("publish pack")
+        os.replace(staged, target)
+        fsync_dir(target.parent)
+    finally:
+        staged.unlink(missing_ok=True)
+    return md5, sha256, size
+
+
+def pack_bytes(meta: dict[str, Any], files: dict[str, bytes]) -> bytes:
+    """The pack `write_pack` writes for these files, built in memory (no claim to check)."""
+    listed = [
+        DeliveredFile(path, len(data), hashlib.sha256(data).hexdigest())
+        for path, data in sorted(files.items())
+    ]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as pack:
+        listing = canonical_json({**meta, "files": [f.to_json() for f in listed]})
+        pack.addfile(_header(BATCH_FILE, len(listing)), io.BytesIO(listing))
+        for item in listed:
+            header = _header(f"{FILES_DIR}/{item.path}", item.size)
+            pack.addfile(header, io.BytesIO(files[item.path]))
+    return buffer.getvalue()
+
+
+def ensure_pack(raw_dir: Path) -> None:
+    """Give DVC its output before the first batch: an empty pack (a tar with no member)."""
+    target = pack_path(raw_dir)
+    if not target.exists():
+        buffer = io.BytesIO()
+        tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT).close()
+        write_bytes(target, buffer.getvalue())
+
+
+def _digests(path: Path) -> tuple[str, str, int]:
+    md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            md5.update(chunk)
+            sha256.update(chunk)
+            size += len(chunk)
+    return md5.hexdigest(), sha256.hexdigest(), size
+
+
+def pack_meta(pack: Path) -> dict[str, Any] | None:
+    """The `batch.json` of a pack; None when there is no readable pack."""
+    try:
+        with tarfile.open(pack, mode="r:") as archive:
+            member = archive.extractfile(BATCH_FILE)
+            return json.loads(member.read()) if member is not None else None
+    except (OSError, tarfile.TarError, KeyError, ValueError):
+        return None
+
+
+def dvc_cache_dir(root: Path) -> Path:
+    """The DVC cache of the repository at `root`: `cache.dir` from its config, else `.dvc/cache`."""
+    cache = root / ".dvc" / "cache"
+    for name in ("config", "config.local"):
+        config = configparser.ConfigParser()
+        config.read(root / ".dvc" / name)
+        if config.has_option("cache", "dir"):
+            cache = (root / ".dvc" / config.get("cache", "dir")).resolve()
+    return cache
+
+
+def cached_pack(root: Path, md5: str) -> Path:
+    """Where DVC's cache keeps the object with this md5."""
+    return dvc_cache_dir(root) / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def find_pack(raw_dir: Path, root: Path, record: RawRecord) -> Path:
+    """The pack of `record`: the current one when it is that batch's, else DVC's cached copy."""
+    current = pack_path(raw_dir)
+    if (pack_meta(current) or {}).get("batch_id") == record.batch_id:
+        return current
+    cached = cached_pack(root, record.md5)
+    if cached.is_file():
+        return cached
+    raise RawBatchMissingError(
+        f"raw batch {record.batch_id} (sequence {record.sequence}, pack md5 {record.md5}) is "
+        f"neither {current} nor in the DVC cache; run `mainstem upgrade --fetch-raw` to fetch "
+        "the raw packs the index names from the DVC remote, then run again"
+    )
+
+
+@contextmanager
+def unpacked(pack: Path, scratch: Path) -> Iterator[Path]:
+    """The pack's `batch.json` and `files/` under `scratch`, removed when the block ends."""
+    fresh_dir(scratch)
+    try:
+        with tarfile.open(pack, mode="r:") as archive:
+            archive.extractall(scratch, filter="data")
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
