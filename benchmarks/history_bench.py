@@ -39,6 +39,9 @@ from mainstem.durable import read_json, write_json
 from mainstem.flow import batch as batchflow
 from mainstem.flow.lineage import BatchRecord, record
 from mainstem.flow.workspace import configure_remote, create_workspace, source_root
+from mainstem.intake.ingest import open_raw_batch
+from mainstem.intake.raw_history import PastBatch, add_past_batches
+from mainstem.intake.raw_store import record_of
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import Params, load_params
@@ -85,41 +88,40 @@ def _photo(number: int, index: int) -> bytes:
 
 
 @dataclass
-class RawAndValidatedDirs:
-    """Today's layout: `data/raw/<batch_id>/` and `data/validated/<batch_id>/` per batch, and one
-    content-addressed image store `data/validated/images/`. Every synthetic batch copies the
-    first (real) batch's table and validated files, and has photos of its own in the raw snapshot
-    and in the image store. The master is left to the merge stage, which applies the new batches
-    (the same rows each time) in one run."""
+class PackedRawAndValidatedDirs:
+    """The layout of issue 19's raw store: one pack per batch in the DVC cache and two index
+    records (`intake/raw_history.add_past_batches`), with `data/validated/<batch_id>/` per batch
+    and one content-addressed image store `data/validated/images/`. Every synthetic batch copies
+    the first (real) batch's table and validated files, and has photos of its own in the raw
+    pack and in the image store. The master is left to the merge stage, which applies the new
+    batches (the same rows each time) in one run."""
 
     template: str  # the id of the real batch the others copy
     added: int = field(default=1)
 
+    def _template_files(self, params: Params) -> dict[str, bytes]:
+        raw_dir = params.ingest.raw_dir
+        record = record_of(raw_dir, self.template)
+        assert record is not None, f"the template batch {self.template} is not in the raw index"
+        with open_raw_batch(raw_dir, params.root, record) as raw:
+            return {f.path: raw.file_path(f.path).read_bytes() for f in raw.files}
+
     def extend(self, params: Params, batches: int) -> list[BatchRecord]:
         raw_dir, validated = params.ingest.raw_dir, params.validate.validated_dir
-        raw_meta = read_json(raw_dir / self.template / "batch.json")
+        template_files = self._template_files(params)
         report = read_json(validated / self.template / "report.json")
         master_rows = int(read_json(params.merge.metrics_file)["master_rows"])
         records = []
         while self.added < batches:
             self.added += 1
             number = self.added
-            batch_id = _digest(f"history batch {number}".encode())[:16]
             name = f"history-{number:06d}"
-            files = []
-            for entry in raw_meta["files"]:
-                path = entry["path"]
-                target = raw_dir / batch_id / "files" / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if path.startswith("images/"):
-                    data = _photo(number, len(files))
-                    target.write_bytes(data)
-                    files.append({"path": path, "sha256": _digest(data), "size": len(data)})
-                else:
-                    shutil.copyfile(raw_dir / self.template / "files" / path, target)
-                    files.append(entry)
-            meta = {"batch_id": batch_id, "sequence": number, "name": name, "files": files}
-            write_json(raw_dir / batch_id / "batch.json", meta)
+            files = {
+                path: _photo(number, index) if path.startswith("images/") else data
+                for index, (path, data) in enumerate(sorted(template_files.items()))
+            }
+            (past,) = add_past_batches(params.root, raw_dir, [PastBatch(name, files)])
+            batch_id = past.batch_id
             stored = []
             for index in range(len(report["stored_images"])):
                 data = _photo(-number, index)
@@ -129,7 +131,7 @@ class RawAndValidatedDirs:
                 (validated / "images" / stored[-1]).write_bytes(data)
             folder = validated / batch_id
             shutil.copytree(validated / self.template, folder)
-            copied = {**report, "batch_id": batch_id, "name": name, "sequence": number}
+            copied = {**report, "batch_id": batch_id, "name": name, "sequence": past.sequence}
             write_json(folder / "report.json", {**copied, "stored_images": sorted(stored)})
             records.append(BatchRecord.from_report(copied, master_rows))
         return records
@@ -139,7 +141,7 @@ Builder = Callable[[Params, str], HistoryBuilder]
 
 
 def todays_layout(_params: Params, template: str) -> HistoryBuilder:
-    return RawAndValidatedDirs(template)
+    return PackedRawAndValidatedDirs(template)
 
 
 def _fast_import(root: Path, records: list[BatchRecord], first: int) -> None:
