@@ -29,6 +29,7 @@ from mainstem import crashpoints
 from mainstem.commands import dvc, git
 from mainstem.flow.batch import process_next_batch
 from mainstem.flow.train import train_from_decision
+from mainstem.intake.raw_store import pack_path
 from mainstem.flow.workspace import configure_remote
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
@@ -192,7 +193,8 @@ def test_quality_assertions_are_the_validation_results(history: History) -> None
     accepted, rejected = _completed(history, "validate")
 
     def assertions(event: dict[str, Any]) -> list[dict[str, Any]]:
-        raw = next(d for d in event["inputs"] if d["name"] == str(params.ingest.raw_dir))
+        pack = str(pack_path(params.ingest.raw_dir))  # the validate stage reads the batch's pack
+        raw = next(d for d in event["inputs"] if d["name"] == pack)
         return raw["inputFacets"]["dataQualityAssertions"]["assertions"]
 
     reports = sorted(
