@@ -19,8 +19,8 @@ from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.facet_v2 import DatasetFacet, InputDatasetFacet
 
 from mainstem.durable import read_json_object
-from mainstem.openlineage import facets
 from mainstem.intake.raw_store import pack_path
+from mainstem.openlineage import facets
 from mainstem.openlineage.facets import DatasetState
 from mainstem.params import Params
 from mainstem.validation.contract import Contract, load_contract
@@ -62,8 +62,8 @@ def stage_facts(params: Params, stage: str, contract: Contract | None) -> StageF
             facts.rows[validated] = rows
         report = read_report(params.validate.validated_dir, str(metrics.get("last_batch_id", "")))
         if report is not None and contract is not None:
-            facts.assertions[_relative(params, pack_path(params.ingest.raw_dir))] = facets.quality_assertions(
-                contract, report
+            facts.assertions[_relative(params, pack_path(params.ingest.raw_dir))] = (
+                facets.quality_assertions(contract, report)
             )
     elif stage == "merge":
         rows = _metric(params.merge.metrics_file, "master_rows")

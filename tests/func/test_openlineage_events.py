@@ -29,8 +29,8 @@ from mainstem import crashpoints
 from mainstem.commands import dvc, git
 from mainstem.flow.batch import process_next_batch
 from mainstem.flow.train import train_from_decision
-from mainstem.intake.raw_store import pack_path
 from mainstem.flow.workspace import configure_remote
+from mainstem.intake.raw_store import pack_path
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.openlineage.settings import load_settings
