@@ -95,7 +95,7 @@ def _trained_on_first_batch(params: Params, batches: list[dict[str, bytes]]) -> 
 
 
 def test_without_a_production_model_drift_says_there_is_no_reference(params: Params) -> None:
-    reports = _store(params, [_files(_rows(1, 300, 120.0, SUPPLIERS))])
+    reports = _store(params, [_files(_rows(1, 150, 120.0, SUPPLIERS))])
     drift = reports[-1]["drift"]
     assert drift["status"] == "no_reference"
     assert "no production model" in drift["message"]
@@ -105,7 +105,7 @@ def test_without_a_production_model_drift_says_there_is_no_reference(params: Par
 
 
 def test_a_batch_like_the_reference_has_no_drifted_column(params: Params) -> None:
-    batches = [_files(_rows(1, 300, 120.0, SUPPLIERS)), _files(_rows(1001, 300, 120.0, SUPPLIERS))]
+    batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 120.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
     drift = _store(params, batches)[-1]["drift"]
     assert drift["status"] == "stable"
@@ -114,7 +114,7 @@ def test_a_batch_like_the_reference_has_no_drifted_column(params: Params) -> Non
 
 
 def test_a_drifted_batch_names_its_column_in_the_metrics(params: Params) -> None:
-    batches = [_files(_rows(1, 300, 120.0, SUPPLIERS)), _files(_rows(1001, 300, 150.0, SUPPLIERS))]
+    batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
     metrics = validation_metrics("produce/v1", _store(params, batches))
     assert metrics["drift"]["status"] == "drifted"
@@ -127,8 +127,8 @@ def test_a_drifted_batch_names_its_column_in_the_metrics(params: Params) -> None
 
 
 def test_brighter_images_drift_and_a_refused_category_does_not(params: Params) -> None:
-    changed = _rows(1001, 300, 120.0, [*SUPPLIERS, "far-east"])
-    batches = [_files(_rows(1, 300, 120.0, SUPPLIERS)), _files(changed, brightness=150)]
+    changed = _rows(1001, 150, 120.0, [*SUPPLIERS, "far-east"])
+    batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(changed, brightness=150)]
     _trained_on_first_batch(params, batches)
     drifted = _store(params, batches)[-1]["drift"]["drifted"]
     assert "image_file:brightness" in drifted
@@ -137,7 +137,7 @@ def test_brighter_images_drift_and_a_refused_category_does_not(params: Params) -
 
 
 def test_the_batch_page_shows_a_chart_for_each_drifted_column(params: Params) -> None:
-    batches = [_files(_rows(1, 300, 120.0, SUPPLIERS)), _files(_rows(1001, 300, 150.0, SUPPLIERS))]
+    batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
     _store(params, batches)
     page = (params.validate.validated_dir / "b2" / REPORT_HTML).read_text()
@@ -149,7 +149,7 @@ def test_the_batch_page_shows_a_chart_for_each_drifted_column(params: Params) ->
 
 
 def test_a_new_production_model_measures_every_batch_again(params: Params) -> None:
-    batches = [_files(_rows(1, 300, 120.0, SUPPLIERS)), _files(_rows(1001, 300, 150.0, SUPPLIERS))]
+    batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
     _store(params, batches)
     md5 = _cache_master(params, params.validate.validated_dir / "b2" / ACCEPTED)
@@ -166,7 +166,7 @@ def test_a_new_production_model_measures_every_batch_again(params: Params) -> No
 
 
 def test_an_incremental_run_and_a_rebuild_write_the_same_drift(params: Params) -> None:
-    batches = [_files(_rows(1, 300, 120.0, SUPPLIERS)), _files(_rows(1001, 300, 150.0, SUPPLIERS))]
+    batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
     _store(params, batches)
     incremental = (params.validate.validated_dir / "b2" / REPORT_HTML).read_bytes()
