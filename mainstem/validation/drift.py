@@ -36,15 +36,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mainstem.validation.images import IMAGE_STATS, pixel_stats
+
 PSI_EFFECT = 0.1
 PSI_NOISE_QUANTILE = 0.95
 WASSERSTEIN_EFFECT = 0.15
 WASSERSTEIN_NOISE = 1.5
 MAX_CATEGORIES = 50  # more distinct values in the reference: an identifier, not a category
 CHART_BINS = 12
-IMAGE_STATS = ("brightness", "contrast", "red", "green", "blue", "pixels")
 NUMERIC_DTYPES = ("int64", "float64")
-_LUMA = np.array([0.299, 0.587, 0.114])
 _SIZE = re.compile(r"\b(\d+)x(\d+)\b")
 CATEGORICAL_DTYPES = ("str", "bool")
 
@@ -141,22 +141,12 @@ def profile(
 
 
 def image_stats(data: bytes, source: str | None) -> dict[str, float]:
-    """One canonical image's statistics: brightness and contrast (mean and spread of luma,
-    0..255), mean red, green and blue, and the pixels it was delivered with, read from its
-    `source` ("JPEG 640x480 RGB"; NaN when unknown, as canonical images share one size)."""
-    with Image.open(io.BytesIO(data)) as im:
-        rgb = np.asarray(im.convert("RGB"), dtype=float).reshape(-1, 3)
-    luma = rgb @ _LUMA
+    """One canonical image's IMAGE_STATS, decoded from its bytes; the delivered pixel count is
+    read from its `source` ("JPEG 640x480 RGB"; NaN when unknown)."""
     size = _SIZE.search(source or "")
-    red, green, blue = rgb.mean(axis=0)
-    return {
-        "brightness": float(luma.mean()),
-        "contrast": float(luma.std()),
-        "red": float(red),
-        "green": float(green),
-        "blue": float(blue),
-        "pixels": float(int(size[1]) * int(size[2])) if size else math.nan,
-    }
+    pixels = float(int(size[1]) * int(size[2])) if size else math.nan
+    with Image.open(io.BytesIO(data)) as im:
+        return dict(zip(IMAGE_STATS, pixel_stats(im, pixels), strict=True))
 
 
 def stats_frame(stats: Iterable[dict[str, float]]) -> pd.DataFrame:

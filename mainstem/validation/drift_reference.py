@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mainstem.validation.drift import (
+    IMAGE_STATS,
     ColumnKinds,
     Profile,
     image_stats,
@@ -70,29 +71,30 @@ def image_profiles(
     frame: pd.DataFrame,
     kinds: ColumnKinds,
     read_image: Callable[[str], bytes | None],
-    sources: dict[str, str],
+    known: dict[str, dict[str, float]],
 ) -> dict[str, pd.DataFrame]:
-    """Per image column, the statistics of the images of up to MAX_IMAGES rows."""
+    """Per image column, the statistics of the images of up to MAX_IMAGES rows: as the batch
+    reports recorded them (`known`, by canonical name), else decoded from the image store."""
     found: dict[str, pd.DataFrame] = {}
     for column in kinds.images:
         names = frame[column].dropna().astype(str).tolist()
-        picked = [names[i] for i in spread_rows(len(names))]
         stats = []
-        for name in picked:
-            data = read_image(name)
-            if data is not None:
-                stats.append(image_stats(data, sources.get(name)))
+        for name in (names[i] for i in spread_rows(len(names))):
+            if name in known:
+                stats.append(known[name])
+            elif (data := read_image(name)) is not None:
+                stats.append(image_stats(data, None))
         found[column] = stats_frame(stats)
     return found
 
 
-def image_sources(reports: list[dict[str, Any]]) -> dict[str, str]:
-    """Canonical image name -> how it was delivered ("JPEG 640x480 RGB"), from batch reports."""
+def recorded_stats(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Canonical image name -> its statistics, as the batch reports recorded them."""
     return {
-        str(image["canonical"]): str(image["source"])
+        str(image["canonical"]): dict(zip(IMAGE_STATS, image["stats"], strict=True))
         for report in reports
         for image in report.get("images", [])
-        if image.get("canonical") and image.get("source")
+        if image.get("canonical") and image.get("stats")
     }
 
 
@@ -114,7 +116,7 @@ class Reference:
     root: Path
     kinds: ColumnKinds
     read_image: Callable[[str], bytes | None]
-    sources: dict[str, str]
+    known: dict[str, dict[str, float]]
 
     @cached_property
     def profile(self) -> Profile | None:
@@ -123,7 +125,7 @@ class Reference:
         master = read_master_at(self.root, self.pin.master_md5)
         if master is None:
             return None
-        images = image_profiles(master, self.kinds, self.read_image, self.sources)
+        images = image_profiles(master, self.kinds, self.read_image, self.known)
         return profile(master, self.kinds, images)
 
     def unavailable(self) -> str | None:

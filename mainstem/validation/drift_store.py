@@ -22,7 +22,7 @@ from mainstem.validation.drift_pin import read_pin
 from mainstem.validation.drift_reference import (
     Reference,
     image_profiles,
-    image_sources,
+    recorded_stats,
     store_reader,
 )
 from mainstem.validation.drift_report import with_drift_section
@@ -46,7 +46,7 @@ def measure(accepted: pd.DataFrame, reference: Reference) -> dict[str, Any]:
     why = reference.unavailable()
     if why is not None or reference.profile is None:
         return {**found, "status": "reference_unavailable", "message": why}
-    images = image_profiles(accepted, reference.kinds, reference.read_image, reference.sources)
+    images = image_profiles(accepted, reference.kinds, reference.read_image, reference.known)
     batch = profile(accepted, reference.kinds, images)
     columns = [drift.to_json() for drift in compare(batch, reference.profile)]
     drifted = drifted_columns(columns)
@@ -68,7 +68,7 @@ def update_drift(
         contract.dtypes, contract.primary_key, tuple(rule.column for rule in contract.images)
     )
     reference = Reference(
-        pin, params.root, kinds, store_reader(validated / IMAGES), image_sources(reports)
+        pin, params.root, kinds, store_reader(validated / IMAGES), recorded_stats(reports)
     )
     current = pin.to_json() if pin else None
     updated = []
