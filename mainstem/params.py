@@ -49,6 +49,7 @@ class ValidateParams:
     image_workers: int
     contract_path: Path
     metrics_file: Path
+    drift_reference: Path
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class Params:
     retrain_decision_file: Path
     retrain_training_timeout_seconds: int
     retrain_failure_file: Path
+    retrain_drift: bool
 
 
 class _Section:
@@ -284,6 +286,7 @@ def load_params(root: Path | str = ".") -> Params:
             image_workers=validate.integer("image_workers"),
             contract_path=root / "contracts" / dataset / f"v{version}.yaml",
             metrics_file=validate.path("metrics_file"),
+            drift_reference=validate.path("drift_reference"),
         ),
         merge=MergeParams(
             master_dir=merge.path("master_dir"),
@@ -300,4 +303,5 @@ def load_params(root: Path | str = ".") -> Params:
         retrain_decision_file=retrain.path("decision_file"),
         retrain_training_timeout_seconds=retrain.integer("training_timeout_seconds", minimum=1),
         retrain_failure_file=retrain.path("failure_file"),
+        retrain_drift=retrain.flag("drift"),
     )

@@ -71,6 +71,7 @@ def lineage_paths(params: Params) -> list[Path]:
         params.merge.metrics_file,
         params.train.request_file,
         params.train.metrics_file,
+        params.validate.drift_reference,
         *sorted({out.parent / ".gitignore" for out in outputs}),
     ]
 
@@ -213,13 +214,17 @@ def claim(run: FlowRun, state: StepState) -> StepState | None:
 
 
 def repro(run: FlowRun, state: StepState) -> StepState:
-    """`dvc repro merge`, after clearing what a killed run may have left half-built.
+    """`dvc repro merge`, after clearing what a killed run may have left half-built and pinning
+    drift's reference to the model in production now.
 
     Refused, like the claim, while the pipeline differs from its last commit.
     """
     params = run.params
     require_committed_pipeline(params)
     clear_leftovers(params)
+    from mainstem.flow.drift_pinning import pin_reference  # reads MLflow's store: only here
+
+    pin_reference(params)
     run_dvc(run.root, repro_args(), claimed_batch_id(params.ingest))
     return {}
 

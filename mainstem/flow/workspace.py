@@ -34,6 +34,7 @@ PIPELINE_FILES = (
     "mainstem",
     "data/claimed_batch.json",
     "models/train_request.json",
+    "models/drift_reference.json",
 )
 REMOTE_URL_ENV = "MAINSTEM_REMOTE_URL"
 REMOTE_ENDPOINT_ENV = "MAINSTEM_REMOTE_ENDPOINTURL"

@@ -116,8 +116,20 @@ def describe_report(
     lines.append(
         f"  images: {report['images_accepted']} accepted, {report['images_rejected']} rejected"
     )
+    lines += describe_drift(report.get("drift"))
     lines.append(f"  master: {master_rows} rows")
     return lines
+
+
+def describe_drift(drift: dict[str, Any] | None) -> list[str]:
+    """A line naming the columns that drifted from production's training data, if any did."""
+    if not drift or not drift.get("drifted"):
+        return []
+    reference = drift.get("reference") or {}
+    return [
+        f"  drift:  {', '.join(drift['drifted'])} drifted from the data "
+        f"{reference.get('model_name')} version {reference.get('version')} was trained on"
+    ]
 
 
 def deliver_and_process(

@@ -37,6 +37,7 @@ class BatchSpec:
     loose_rows: int = 0  # valid under contract v1, rejected by the stricter v2
     drop_column: str | None = None
     image_size: int = 96
+    supplier: str | None = None  # every row from this one supplier: a batch that drifted
 
     @property
     def name(self) -> str:
@@ -55,6 +56,12 @@ def _image(ripeness: float, rng: np.random.Generator, size: int) -> Image.Image:
     noise = rng.normal(0.0, 18.0, size=(size, size, 3))
     pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels, "RGB")
+
+
+def _supplier(spec: BatchSpec, rng: np.random.Generator) -> str:
+    """A random supplier, or the batch's one; drawn either way, so the other values stay put."""
+    drawn = SUPPLIERS[int(rng.integers(0, 4))]
+    return spec.supplier or drawn
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -83,7 +90,7 @@ def make_batch(dest: Path, spec: BatchSpec) -> Path:
         records.append(
             {
                 "item_id": item_id,
-                "supplier": SUPPLIERS[int(rng.integers(0, 4))],
+                "supplier": _supplier(spec, rng),
                 "weight_g": weight,
                 "diameter_mm": diameter,
                 "harvested_on": harvested,
@@ -157,9 +164,10 @@ def demo_batches() -> list[BatchSpec]:
 
 
 def second_pass_batches() -> list[BatchSpec]:
-    """The demo's second pass: a small batch (below the retrain threshold), then a large one."""
+    """The demo's second pass: a small batch (below the retrain threshold) that drifted, as all
+    of it came from one supplier, then a large one."""
     return [
-        BatchSpec(5, first_id=601, rows=120, bad_rows=1, loose_rows=8),
+        BatchSpec(5, first_id=601, rows=120, bad_rows=1, loose_rows=8, supplier="east"),
         BatchSpec(6, first_id=721, rows=360, table_format="parquet", bad_rows=2, loose_rows=20),
     ]
 

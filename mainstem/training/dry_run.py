@@ -26,6 +26,7 @@ from mainstem.training.policy import (
     make_decision,
     running_cutoff_ms,
     workspace_counts,
+    workspace_drift,
     workspace_scope,
 )
 from mainstem.training.registry import connect, tracking_uri
@@ -63,4 +64,5 @@ def dry_run_decision(params: Params, given: PolicyInputs) -> RetrainDecision:
         given = replace(given, current_rows=rows, rows_source=DVC_ROWS_SOURCE)
     counts = workspace_counts(params, given)
     facts = read_store(tracking_uri(params), workspace_scope(params), running_cutoff_ms(params))
-    return make_decision(counts, facts, given.training_in_flight, training_blocker(params))
+    blocker = training_blocker(params)
+    return make_decision(counts, facts, given.training_in_flight, blocker, workspace_drift(params))

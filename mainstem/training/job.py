@@ -39,6 +39,7 @@ from mainstem.training.model import (
     run_record,
 )
 from mainstem.training.registry import (
+    MASTER_MD5_TAG,
     REQUEST_ID_TAG,
     Registration,
     TrainingRun,
@@ -110,7 +111,7 @@ def _train(
     tags = {
         REQUEST_ID_TAG: request_id(request),
         "git_commit": git(["rev-parse", "HEAD"], root).stdout.strip(),
-        "master_md5": request.master_md5,
+        MASTER_MD5_TAG: request.master_md5,
         "requested_at": request.requested_at,
         "requested_by": request.requested_by,
         "request_reason": request.reason,

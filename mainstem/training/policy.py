@@ -6,6 +6,10 @@ what the MLflow store holds, and whether the caller already knows of a training 
 RetrainDecision holding every input it used, the verdict and a one-line reason; `explain` renders
 it as the chain a person reads.
 
+With `retrain.drift` on, a last batch that drifted from the master production was trained on also
+retrains (`apply_drift`); the drift is read from the validate metrics (`workspace_drift`) and given
+to the decision as plain values, like the counts.
+
 Read, decide, write: `look_up` reads the store (production alias → version → run → its
 feature/split/model versions → the newest FINISHED run with those versions → its `master_rows`,
 and any RUNNING run), `verdict` decides from plain values with no I/O (new rows = current - that;
@@ -17,14 +21,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from mainstem.durable import read_json_object
 from mainstem.errors import PolicyError
 from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
 from mainstem.params import Params
 from mainstem.training.failures import Blocker, training_blocker
 from mainstem.training.registry import (
+    MASTER_MD5_TAG,
     Production,
     connect,
     experiment_name,
@@ -47,7 +53,8 @@ class RetrainDecision:
     retrain: bool
     reason: str
     basis: (
-        str  # bootstrap | growth | shrunk | no_compatible_run | in_flight | config_error | failed
+        str  # bootstrap | growth | drift | shrunk | no_compatible_run | in_flight | config_error
+        # | failed
     )
     tracking_uri: str
     experiment: str
@@ -68,6 +75,11 @@ class RetrainDecision:
     threshold_source: str
     training_in_flight: bool
     in_flight_run_id: str | None
+    drift_enabled: bool = False
+    drift_status: str = "not_measured"
+    drifted_columns: tuple[str, ...] = ()
+    drift_batch_id: str | None = None
+    drift_reference_md5: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict: what the task returns and passes as `conf` to the training DAG."""
@@ -76,10 +88,14 @@ class RetrainDecision:
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> RetrainDecision:
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(value))
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        missing = sorted(required - set(value))
         if missing:
             raise PolicyError(f"a retrain decision lacks {', '.join(missing)}")
-        return cls(**{name: value[name] for name in names})
+        found = {name: value[name] for name in names if name in value}
+        if "drifted_columns" in found:
+            found["drifted_columns"] = tuple(found["drifted_columns"])
+        return cls(**found)
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,7 @@ class CompatibleRun:
 
     run_id: str
     master_rows: int
+    master_md5: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,22 @@ class Counts:
     rows_source: str
     threshold: int
     threshold_source: str
+
+
+@dataclass(frozen=True)
+class DriftFacts:
+    """The last batch's drift as the validate metrics record it, and whether it may retrain.
+
+    `reference_md5` is the master the batch was compared with: production's training master
+    when the batch ran. `status` is drifted, stable, no_reference, no_rows,
+    reference_unavailable or not_measured.
+    """
+
+    enabled: bool
+    status: str
+    drifted_columns: tuple[str, ...]
+    batch_id: str | None
+    reference_md5: str | None
 
 
 @dataclass(frozen=True)
@@ -258,6 +291,56 @@ def verdict(
     return _rows_verdict(current_rows, threshold, compatible)
 
 
+def apply_drift(
+    found: Verdict, drift: DriftFacts | None, compatible: CompatibleRun | None
+) -> Verdict:
+    """The growth verdict, with the last batch's drift taken into account; no I/O.
+
+    Drift only speaks where growth decided (production and a compatible run exist, no training in
+    flight or blocked). With `retrain.drift` on, a drifted batch retrains when it was compared with
+    the master of the newest compatible run: once a training has seen a newer master, the same
+    drift retrains no more, so a retrained model that was not promoted does not retrain forever.
+    """
+    if drift is None or not drift.drifted_columns or found.basis != "growth":
+        return found
+    columns = ", ".join(drift.drifted_columns)
+    batch = f"batch {drift.batch_id}" if drift.batch_id else "the last batch"
+    if found.retrain:
+        return replace(found, reason=f"{found.reason}; {batch} also drifted in {columns}")
+    if not drift.enabled:
+        note = f"{batch} drifted in {columns} (retrain.drift is off)"
+        return replace(found, reason=f"{found.reason}; {note}")
+    if compatible is None or drift.reference_md5 != compatible.master_md5:
+        note = (
+            f"{batch} drifted in {columns} from master {drift.reference_md5}, but run "
+            f"{compatible.run_id if compatible else '?'} has trained on a newer master since"
+        )
+        return replace(found, reason=f"{found.reason}; {note}")
+    reason = (
+        f"{batch} drifted from the data production was trained on, in {columns} "
+        f"(retrain.drift is on; {found.new_rows} new rows < the row threshold)"
+    )
+    return Verdict(True, "drift", reason, found.new_rows)
+
+
+def drift_facts(metrics: dict[str, Any] | None, enabled: bool) -> DriftFacts:
+    """The drift facts in a validate metrics dict (None or without drift: not measured)."""
+    drift = (metrics or {}).get("drift") or {}
+    columns = str(drift.get("drifted_columns") or "")
+    return DriftFacts(
+        enabled=enabled,
+        status=str(drift.get("status", "not_measured")),
+        drifted_columns=tuple(c for c in columns.split(", ") if c),
+        batch_id=str((metrics or {}).get("last_batch_id") or "") or None,
+        reference_md5=str(drift.get("reference_md5") or "") or None,
+    )
+
+
+def workspace_drift(params: Params) -> DriftFacts:
+    """The drift of the workspace's last batch, from its validate metrics file."""
+    return drift_facts(read_json_object(params.validate.metrics_file), params.retrain_drift)
+
+
 def _running_run(
     client: MlflowClient, experiment_id: str | None, started_after_ms: int | None
 ) -> str | None:
@@ -293,11 +376,14 @@ def _last_compatible(
     if not runs:
         return None
     run = runs[0]
-    return compatible_run(run.info.run_id, run.data.metrics.get("master_rows"))
+    return compatible_run(
+        run.info.run_id, run.data.metrics.get("master_rows"), run.data.tags.get(MASTER_MD5_TAG)
+    )
 
 
-def compatible_run(run_id: str, rows: float | None) -> CompatibleRun:
-    """The newest compatible FINISHED run, given its `master_rows` metric (None: not logged)."""
+def compatible_run(run_id: str, rows: float | None, master_md5: str | None = None) -> CompatibleRun:
+    """The newest compatible FINISHED run, given its `master_rows` metric (None: not logged) and
+    its `master_md5` tag (None: not set)."""
     if rows is None:
         raise PolicyError(
             f"run {run_id} (the newest compatible FINISHED run) has no metric "
@@ -305,7 +391,7 @@ def compatible_run(run_id: str, rows: float | None) -> CompatibleRun:
         )
     if not math.isfinite(rows) or rows != int(rows) or rows < 0:
         raise PolicyError(f"run {run_id} has master_rows={rows}, not a row count")
-    return CompatibleRun(run_id, int(rows))
+    return CompatibleRun(run_id, int(rows), master_md5)
 
 
 def look_up(
@@ -331,12 +417,17 @@ def look_up(
 
 
 def make_decision(
-    counts: Counts, facts: StoreFacts, training_in_flight: bool, blocker: Blocker | None = None
+    counts: Counts,
+    facts: StoreFacts,
+    training_in_flight: bool,
+    blocker: Blocker | None = None,
+    drift: DriftFacts | None = None,
 ) -> RetrainDecision:
-    """The verdict on `counts` and `facts`, recorded with every input it used; no I/O."""
+    """The verdict on `counts`, `facts` and `drift`, recorded with every input it used; no I/O."""
     found = verdict(
         counts.current_master_rows, counts.threshold, facts, training_in_flight, blocker
     )
+    found = apply_drift(found, drift, facts.compatible)
     production, compatible = facts.production, facts.compatible
     return RetrainDecision(
         retrain=found.retrain,
@@ -361,6 +452,11 @@ def make_decision(
         threshold_source=counts.threshold_source,
         training_in_flight=training_in_flight,
         in_flight_run_id=facts.running_run_id,
+        drift_enabled=drift.enabled if drift else False,
+        drift_status=drift.status if drift else "not_measured",
+        drifted_columns=drift.drifted_columns if drift else (),
+        drift_batch_id=drift.batch_id if drift else None,
+        drift_reference_md5=drift.reference_md5 if drift else None,
     )
 
 
@@ -422,7 +518,24 @@ def decide(params: Params, given: PolicyInputs) -> RetrainDecision:
     counts = workspace_counts(params, given)
     client = connect(tracking_uri(params))
     facts = look_up(client, workspace_scope(params), running_cutoff_ms(params))
-    return make_decision(counts, facts, given.training_in_flight, training_blocker(params))
+    blocker = training_blocker(params)
+    return make_decision(counts, facts, given.training_in_flight, blocker, workspace_drift(params))
+
+
+def _drift_line(d: RetrainDecision) -> str:
+    switch = "on" if d.drift_enabled else "off"
+    batch = f"last batch {d.drift_batch_id}" if d.drift_batch_id else "last batch"
+    if d.drifted_columns:
+        found = (
+            f"drifted columns {', '.join(d.drifted_columns)} (vs master {d.drift_reference_md5})"
+        )
+    elif d.drift_status == "no_reference":
+        found = "no reference (no production model when it ran)"
+    elif d.drift_status == "stable":
+        found = f"no drifted column (vs master {d.drift_reference_md5})"
+    else:
+        found = d.drift_status.replace("_", " ")
+    return f"drift: retrain.drift {switch}; {batch}: {found}"
 
 
 def explain(decision: RetrainDecision) -> list[str]:
@@ -450,6 +563,7 @@ def explain(decision: RetrainDecision) -> list[str]:
         rows += f" -> {d.new_rows} new"
     lines.append(rows)
     lines.append(f"threshold: {d.threshold} rows ({d.threshold_source})")
+    lines.append(_drift_line(d))
     if d.in_flight_run_id or d.training_in_flight:
         lines.append(f"in flight: {d.in_flight_run_id or 'reported by the caller'}")
     lines.append(f"decision: {'RETRAIN' if d.retrain else 'no retrain'} - {d.reason}")

@@ -35,6 +35,7 @@ REQUEST_ID_TAG = "request_id"  # set on every training run: the id of the reques
 PROMOTED_TAG = "promoted"  # "true" or "false", set once the version was registered and compared
 PRODUCTION_VERSION_TAG = "production_version"  # where the alias pointed right after that
 PROMOTION_REASON_TAG = "promotion_reason"
+MASTER_MD5_TAG = "master_md5"  # the DVC hash of the master a training run trained on
 
 
 def tracking_uri(params: Params) -> str:
@@ -123,6 +124,7 @@ class Production:
     split_version: str
     model_version: str
     metrics: dict[str, float]
+    master_md5: str | None = None  # the DVC hash of the master its run trained on (tag)
 
 
 def _registered_aliases(client: MlflowClient, model_name: str) -> dict[str, str] | None:
@@ -150,6 +152,7 @@ def resolve_production(client: MlflowClient, model_name: str, alias: str) -> Pro
         ProductionVersion(model_name, alias, str(version.version), run.info.run_id),
         run.data.params,
         run.data.metrics,
+        run.data.tags.get(MASTER_MD5_TAG),
     )
 
 
@@ -174,7 +177,10 @@ class ProductionVersion:
 
 
 def production_of(
-    found: ProductionVersion, params: Mapping[str, str], metrics: Mapping[str, float]
+    found: ProductionVersion,
+    params: Mapping[str, str],
+    metrics: Mapping[str, float],
+    master_md5: str | None = None,
 ) -> Production:
     """Production from the run behind the alias: its params must hold the three versions."""
     missing = [key for key in VERSION_PARAMS if key not in params]
@@ -193,6 +199,7 @@ def production_of(
         split_version=params["split_version"],
         model_version=params["model_version"],
         metrics=dict(metrics),
+        master_md5=master_md5,
     )
 
 

@@ -28,6 +28,7 @@ from mainstem.training.policy import (
     compatible_run,
 )
 from mainstem.training.registry import (
+    MASTER_MD5_TAG,
     VERSION_PARAMS,
     Production,
     ProductionVersion,
@@ -122,7 +123,15 @@ def _production(db: sqlite3.Connection, model_name: str, alias: str) -> Producti
         raise RegistryError(f"model {model_name} version {pointed[0]} ('{alias}') is not found")
     run_id = version_run_id(model_name, alias, row[0], row[1])
     params, metrics = _run_values(db, run_id)
-    return production_of(ProductionVersion(model_name, alias, str(row[0]), run_id), params, metrics)
+    found = ProductionVersion(model_name, alias, str(row[0]), run_id)
+    return production_of(found, params, metrics, _tag(db, run_id, MASTER_MD5_TAG))
+
+
+def _tag(db: sqlite3.Connection, run_id: str, key: str) -> str | None:
+    row = db.execute(
+        "SELECT value FROM tags WHERE run_uuid = ? AND key = ?", (run_id, key)
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _last_compatible(
@@ -143,7 +152,7 @@ def _last_compatible(
         (run_id,),
     ).fetchone()
     rows = None if found is None else float("nan") if found[1] else float(found[0])
-    return compatible_run(run_id, rows)
+    return compatible_run(run_id, rows, _tag(db, run_id, MASTER_MD5_TAG))
 
 
 def read_facts(

@@ -49,6 +49,7 @@ class ImageReport:
             "canonical": self.outcome.name if self.outcome.ok else None,
             "source": self.outcome.source,
             "note": self.outcome.note,
+            "stats": list(self.outcome.stats) if self.outcome.stats else None,
         }
 
 

@@ -87,6 +87,7 @@ class ImageOutcome:
     extension: str | None = None
     source: str | None = None
     note: str | None = None
+    stats: tuple[float, ...] | None = None  # IMAGE_STATS of the canonical image, for drift
 
     @property
     def ok(self) -> bool:
@@ -218,7 +219,23 @@ def _canonicalize(data: bytes, rule: ImageRule, filename: str) -> ImageOutcome:
     canonical.save(buffer, format=rule.format, **_ENCODE[rule.format])
     encoded = buffer.getvalue()
     digest = hashlib.sha256(encoded).hexdigest()
-    return ImageOutcome(None, encoded, digest, rule.extension, source, note)
+    stats = pixel_stats(canonical, width * height)
+    return ImageOutcome(None, encoded, digest, rule.extension, source, note, stats)
+
+
+IMAGE_STATS = ("brightness", "contrast", "red", "green", "blue", "pixels")
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def pixel_stats(im: Image.Image, delivered_pixels: float) -> tuple[float, ...]:
+    """The IMAGE_STATS of a canonical image: brightness and contrast (mean and spread of luma,
+    0..255), mean red, green and blue, and the pixels it was delivered with (canonical images
+    all share one size, so that is the size drift can compare)."""
+    rgb = np.asarray(im.convert("RGB"), dtype=float).reshape(-1, 3)
+    luma = rgb @ _LUMA
+    red, green, blue = rgb.mean(axis=0)
+    values = (luma.mean(), luma.std(), red, green, blue, delivered_pixels)
+    return tuple(float(f"{float(v):.6g}") for v in values)
 
 
 def _upright(im: Image.Image) -> Image.Image | None:

@@ -1,8 +1,9 @@
 """The flat validation metrics DVC tracks in `metrics/validate.json`.
 
-In: the reports of every validated batch. Out: one flat JSON dict of totals and the figures of the
+In: the reports of every validated batch. Out: one JSON dict of totals and the figures of the
 latest batch, computed from state rather than accumulated, so a re-run after a crash writes the
-same figures.
+same figures; under `drift`, the latest batch's drift: its status, the reference it was compared
+with, the drifted columns, and per compared column the statistic, value, threshold and verdict.
 """
 
 from __future__ import annotations
@@ -26,4 +27,28 @@ def validation_metrics(contract: str, reports: list[dict[str, Any]]) -> dict[str
     metrics["last_batch_status"] = last["status"] if last else ""
     for figure in _FIGURES:
         metrics[f"last_{figure}"] = int(last[figure]) if last else 0
+    metrics["drift"] = drift_metrics(last.get("drift") if last else None)
     return metrics
+
+
+def drift_metrics(drift: dict[str, Any] | None) -> dict[str, Any]:
+    """The metrics view of one batch's drift (see validation/drift_store.measure)."""
+    if not drift:
+        return {"status": "not_measured", "drifted_columns": "", "reference_md5": "", "columns": {}}
+    reference = drift.get("reference") or {}
+    return {
+        "status": drift["status"],
+        "message": drift.get("message") or "",
+        "reference_md5": reference.get("master_md5", ""),
+        "reference_version": reference.get("version", ""),
+        "drifted_columns": ", ".join(drift.get("drifted", [])),
+        "columns": {
+            str(c["column"]): {
+                "statistic": c["statistic"],
+                "value": c["value"],
+                "threshold": c["threshold"],
+                "drifted": c["drifted"],
+            }
+            for c in drift.get("columns", [])
+        },
+    }

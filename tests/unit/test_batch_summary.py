@@ -77,3 +77,26 @@ def test_each_bad_image_is_counted_under_its_own_reason() -> None:
         "weight: in_range (1 row)",
         "photo: 8x8 small (1 row)",
     ]
+
+
+def _run(report: dict[str, Any]) -> BatchRun:
+    return BatchRun(Claimed("ab12", owner_for("run", 0.0, "ab12"), "b5"), report, master_rows=3)
+
+
+def test_a_drifted_batch_names_its_drifted_columns() -> None:
+    drift = {
+        "status": "drifted",
+        "reference": {"model_name": "produce-grade", "version": "2", "master_md5": "m.dir"},
+        "drifted": ["supplier"],
+    }
+    lines = describe("b5", _run(_report("accepted", drift=drift)))
+    assert (
+        "  drift:  supplier drifted from the data produce-grade version 2 was trained on" in lines
+    )
+
+
+def test_a_batch_without_drift_prints_no_drift_line() -> None:
+    stable = {"status": "stable", "reference": None, "drifted": []}
+    assert not [
+        line for line in describe("b5", _run(_report("accepted", drift=stable))) if "drift" in line
+    ]
