@@ -29,6 +29,8 @@ METRIC_DIRECTIONS = {  # True: higher is better
 }
 IMAGE_FEATURES = ("mean_rgb", "grey_4x4")
 
+DEFAULT_DRIFT_REFERENCE = "models/drift_reference.json"
+
 
 @dataclass(frozen=True)
 class IngestParams:
@@ -142,6 +144,9 @@ class _Section:
         self._values = value
         self._name = name
         self._root = root
+
+    def has(self, key: str) -> bool:
+        return key in self._values
 
     def _get(self, key: str) -> Any:
         if key not in self._values:
@@ -286,7 +291,11 @@ def load_params(root: Path | str = ".") -> Params:
             image_workers=validate.integer("image_workers"),
             contract_path=root / "contracts" / dataset / f"v{version}.yaml",
             metrics_file=validate.path("metrics_file"),
-            drift_reference=validate.path("drift_reference"),
+            # keys newer than a workspace's params.yaml read as their defaults (`mainstem upgrade`
+            # then writes them, as dvc.yaml needs them)
+            drift_reference=validate.path("drift_reference")
+            if validate.has("drift_reference")
+            else root / DEFAULT_DRIFT_REFERENCE,
         ),
         merge=MergeParams(
             master_dir=merge.path("master_dir"),
@@ -303,5 +312,5 @@ def load_params(root: Path | str = ".") -> Params:
         retrain_decision_file=retrain.path("decision_file"),
         retrain_training_timeout_seconds=retrain.integer("training_timeout_seconds", minimum=1),
         retrain_failure_file=retrain.path("failure_file"),
-        retrain_drift=retrain.flag("drift"),
+        retrain_drift=retrain.flag("drift") if retrain.has("drift") else False,
     )

@@ -26,8 +26,10 @@ from mainstem.durable import fsync_dir, read_json
 from mainstem.errors import LockError
 from mainstem.flow.batch import REPRO_TARGET, lineage_paths, master_rows
 from mainstem.flow.lineage import record
+from mainstem.flow.params_upgrade import with_new_ignores, with_new_params
 from mainstem.flow.pipeline import PIPELINE_PATHS, pipeline_changes
 from mainstem.flow.runner import push_outputs, remote_configured
+from mainstem.flow.workspace import PIPELINE_FILES
 from mainstem.intake import lock
 from mainstem.intake.delivery import DeliveredFile
 from mainstem.intake.ingest import list_raw_batches
@@ -121,6 +123,30 @@ def _drop_ignored_raw(raw_dir: Path) -> Path:
     return ignore
 
 
+def _add_new_settings(source: Path, root: Path) -> list[str]:
+    """Give the workspace the params keys, git ignores and pipeline state files its pipeline code
+    now needs and it lacks, keeping every value it has; what was added."""
+    added: list[str] = []
+    for name, merge in (("params.yaml", with_new_params), (".gitignore", with_new_ignores)):
+        target = root / name
+        current = target.read_text(encoding="utf-8") if target.is_file() else ""
+        text, new = merge(current, (source / name).read_text(encoding="utf-8"))
+        if new:
+            target.write_text(text, encoding="utf-8")
+            added.extend(f"{name}: {item}" for item in new)
+    for name in PIPELINE_FILES:
+        origin, target = source / name, root / name
+        if origin.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+            added.append(f"{name} (new)")
+    return added
+
+
+def _settings_line(settings: list[str]) -> str:
+    return f"added: {'; '.join(settings)}\n" if settings else ""
+
+
 def upgrade_workspace(root: Path, source: Path) -> str | None:
     """Upgrade the workspace at `root` to the packed raw layout and `source`'s pipeline code.
 
@@ -144,8 +170,10 @@ def upgrade_workspace(root: Path, source: Path) -> str | None:
     for folder in folders:
         shutil.rmtree(folder)
     ignore = _drop_ignored_raw(raw_dir)
+    settings: list[str] = []
     if source.resolve() != root:
         _copy_code(source, root)
+        settings = _add_new_settings(source, root)
     if not packed and not pipeline_changes(root):
         log.info("%s already keeps one pack per batch and runs this code; nothing to upgrade", root)
         return None
@@ -163,7 +191,9 @@ def upgrade_workspace(root: Path, source: Path) -> str | None:
         f"{(raw_dir / 'index').relative_to(root).as_posix()}/. The pipeline code is "
         f"mainstem's current one (the model stands: train's code deps are re-recorded, not "
         f"retrained); earlier commits keep their own dvc.lock and still pull.\n"
+        f"{_settings_line(settings)}"
         f"master: {rows_before} → {rows_after} rows"
     )
-    paths = [root / name for name in (*PIPELINE_PATHS, ".dvcignore")]
+    state = [root / name for name in PIPELINE_FILES if (root / name).is_file()]
+    paths = [*(root / name for name in (*PIPELINE_PATHS, ".dvcignore")), *state]
     return record(root, [*paths, ignore, *lineage_paths(params)], message)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from mainstem.commands import dvc, git
 from mainstem.errors import LockError
@@ -86,6 +87,13 @@ def test_an_old_workspace_upgrades_in_place_and_keeps_every_commit(tmp_path: Pat
     assert commit is not None
     subject = git(["log", "-1", "--format=%s"], workspace).stdout.strip()
     assert subject == "upgrade: raw store packed, one file per batch (2 batches packed)"
+    body = git(["log", "-1", "--format=%b"], workspace).stdout
+    # the settings the new code needs were added, and the workspace's own values kept
+    assert "params.yaml: validate.drift_reference" in body
+    assert "models/drift_reference.json (new)" in body
+    upgraded = yaml.safe_load((workspace / "params.yaml").read_text())
+    assert upgraded["retrain"]["drift"] is False
+    assert upgraded["validate"]["contract_version"] == params.validate.contract_version
     assert [r.name for r in list_raw_batches(params.ingest.raw_dir)] == ["batch-001", "batch-002"]
     assert sorted(p.name for p in params.ingest.raw_dir.iterdir()) == [
         ".gitignore",
