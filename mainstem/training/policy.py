@@ -82,8 +82,12 @@ class RetrainDecision:
     drift_reference_md5: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict: what the task returns and passes as `conf` to the training DAG."""
-        return asdict(self)
+        """A JSON-able dict: what the task returns and passes as `conf` to the training DAG.
+
+        Lists, never tuples: Airflow's XCom serializes a tuple as an object of its own
+        (`__classname__`, `__data__`), which a reader would then take for the columns.
+        """
+        return {**asdict(self), "drifted_columns": list(self.drifted_columns)}
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> RetrainDecision:

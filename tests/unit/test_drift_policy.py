@@ -140,3 +140,20 @@ def test_a_decision_recorded_before_drift_existed_still_reads() -> None:
 def test_a_decision_survives_its_json() -> None:
     decision = decide(10, DRIFTED)
     assert RetrainDecision.from_json(decision.to_json()) == decision
+
+
+def _native(value: object) -> bool:
+    """Only the types JSON has: what Airflow's XCom passes on unchanged."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _native(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_native(item) for item in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def test_a_decision_as_json_holds_no_tuple_for_xcom_to_wrap() -> None:
+    decision = decide(10, DRIFTED)
+    assert decision.drifted_columns
+    as_json = decision.to_json()
+    assert _native(as_json)
+    assert as_json["drifted_columns"] == list(decision.drifted_columns)
