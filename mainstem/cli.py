@@ -323,7 +323,10 @@ def _upgrade(args: argparse.Namespace) -> None:
     from mainstem.flow.workspace import source_root
 
     if args.fetch_raw:
+        from mainstem.flow.validated_transfer import fetch_validated
+
         print(f"fetched the packs of {fetch_raw(Path(args.workspace))} raw batch(es)")
+        print(f"fetched {fetch_validated(Path(args.workspace))} validated file(s)")
         return
     commit = upgrade_workspace(Path(args.workspace), source_root())
     print(f"upgraded in {commit[:12]}" if commit else "the workspace is up to date; nothing to do")
@@ -645,7 +648,8 @@ def _add_lineage(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     upgrade.add_argument(
         "--fetch-raw",
         action="store_true",
-        help="instead, fetch from the DVC remote each raw pack the index names and the cache lacks",
+        help="instead, fetch from the DVC remote each raw pack and validated file the indexes "
+        "name and the cache lacks",
     )
     upgrade.set_defaults(func=_upgrade)
 

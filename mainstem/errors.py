@@ -75,3 +75,7 @@ class TrainingConfigError(TrainingError):
 
 class RawBatchMissingError(MainstemError):
     """A past raw batch is needed and neither the workspace nor the DVC cache holds its pack."""
+
+
+class ValidatedBatchMissingError(MainstemError):
+    """A past batch's validated results are needed and the DVC cache does not hold them."""

@@ -44,7 +44,8 @@ from mainstem.intake.raw_store import INDEX as RAW_INDEX
 from mainstem.intake.raw_store import pack_path
 from mainstem.master.metrics import master_rows as tracked_master_rows
 from mainstem.params import IngestParams, Params
-from mainstem.validation.layout import read_report
+from mainstem.validation.layout import INDEX as VALIDATED_INDEX
+from mainstem.validation.layout import batch_dir, read_report
 
 log = logging.getLogger(__name__)
 REPRO_TARGET = "merge"
@@ -59,7 +60,7 @@ def lineage_paths(params: Params) -> list[Path]:
     """The small, git-tracked files describing the pipeline's state after a batch or a training."""
     outputs = [
         pack_path(params.ingest.raw_dir),
-        params.validate.validated_dir,
+        batch_dir(params.validate.validated_dir),
         params.merge.master_dir,
         params.train.model_dir,
     ]
@@ -67,6 +68,7 @@ def lineage_paths(params: Params) -> list[Path]:
         params.root / "dvc.lock",
         params.ingest.claimed_batch,
         params.ingest.raw_dir / RAW_INDEX,
+        params.validate.validated_dir / VALIDATED_INDEX,
         params.validate.metrics_file,
         params.merge.metrics_file,
         params.train.request_file,
@@ -86,6 +88,7 @@ def clear_leftovers(params: Params) -> list[Path]:
         params.ingest.claimed_batch.parent,
         params.ingest.raw_dir,
         params.ingest.raw_dir.parent,
+        params.validate.validated_dir,
         params.validate.validated_dir.parent,
         params.merge.master_dir.parent,
         params.validate.metrics_file.parent,

@@ -13,6 +13,7 @@ The master itself and the MLflow store are never read: the lineage records what 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,8 +25,16 @@ from typing import Any
 
 from mainstem.commands import git, tool_env
 from mainstem.durable import clear_stale_tmp
+from mainstem.errors import MainstemError
 from mainstem.flow.lineage_summary import LineageSummary, read_summary, save_summary
-from mainstem.flow.pipeline_page import BatchPoint, PipelineHistory, TrainingPoint, render_page
+from mainstem.flow.pipeline_page import (
+    BatchPoint,
+    PipelineHistory,
+    TrainingPoint,
+    render_page,
+    report_link,
+)
+from mainstem.flow.report_pages import copy_report_page
 from mainstem.flow.status import incoming_status
 from mainstem.params import Params, load_params
 from mainstem.validation.layout import read_report, read_state
@@ -205,7 +214,13 @@ def write_pipeline_page(params: Params) -> Path:
     durable, and is no crash test's write point: it is a view, rebuilt from lineage every time.
     """
     page = page_path(params)
-    data = render_page(read_history(params, incremental=True))
+    history = read_history(params, incremental=True)
+    data = render_page(history)
+    for batch in history.batches:
+        if batch.status == "rejected" and report_link(batch.batch_id):
+            # the link's target: one copy per rejected batch, made once
+            with contextlib.suppress(MainstemError):
+                copy_report_page(params, batch.batch_id, again=False)
     page.parent.mkdir(exist_ok=True)
     clear_stale_tmp(page)
     scratch = page.with_name(f".{page.name}.tmp-{os.getpid()}")

@@ -100,10 +100,11 @@ class PipelineHistory:
 
 
 def report_link(batch_id: str) -> str | None:
-    """Where a batch's HTML report is, relative to the page (`reports/` in the workspace)."""
+    """Where a batch's HTML report is, relative to the page (`reports/` in the workspace): its
+    copy in `reports/batches/` (flow/report_pages.py), made when the page is written."""
     if not _REPORT_LINK.fullmatch(batch_id):
         return None
-    return f"../data/validated/{batch_id}/report.html"
+    return f"batches/{batch_id}.html"
 
 
 def production_version(history: PipelineHistory) -> str | None:

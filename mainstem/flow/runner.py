@@ -22,6 +22,7 @@ from typing import Any
 from mainstem.commands import dvc
 from mainstem.errors import LockError
 from mainstem.flow.sequences import Flow, StepState
+from mainstem.flow.validated_transfer import push_rebuilt
 from mainstem.intake import lock
 from mainstem.params import Params, load_params
 
@@ -89,11 +90,16 @@ def run_flow(flow: Flow, run: FlowRun, state: StepState | None = None) -> StepSt
 
 
 def push_outputs(root: Path, run_dvc: Callable[[list[str]], str] | None = None) -> str:
-    """`dvc push` to the workspace's default remote; skipped, with a warning, when there is none."""
+    """`dvc push` to the workspace's default remote, and after a rebuild every past batch's
+    validated files; skipped, with a warning, when there is no remote."""
     if not remote_configured(root):
         log.warning("no DVC remote configured in %s; nothing pushed", root)
         return ""
     if run_dvc is not None:
-        return run_dvc(["push"])
-    # a person at a terminal sees DVC's own transfer bars for a push
-    return dvc(["push"], root, show_progress=sys.stderr.isatty()).stdout
+        pushed = run_dvc(["push"])
+    else:
+        # a person at a terminal sees DVC's own transfer bars for a push
+        pushed = dvc(["push"], root, show_progress=sys.stderr.isatty()).stdout
+    # a rebuild stored every past batch's validated files outside dvc.lock: they go too
+    push_rebuilt(root, run_dvc)
+    return pushed

@@ -19,6 +19,7 @@ from typing import Any
 
 from mainstem.durable import read_json_object
 from mainstem.errors import MainstemError
+from mainstem.flow.report_pages import copy_report_page
 from mainstem.intake import lock
 from mainstem.intake.delivery import MANIFEST, READY, scan
 from mainstem.intake.dropfolder import takeover_time
@@ -29,7 +30,8 @@ from mainstem.master.batch_log import recent_batches as recent_log
 from mainstem.names import ROWS_VARIABLE, THRESHOLD_VARIABLE
 from mainstem.params import Params
 from mainstem.training.decision_log import last_decision
-from mainstem.validation.layout import REPORT, REPORT_HTML
+from mainstem.validation.layout import REPORT, REPORT_HTML, read_report, result_file
+from mainstem.validation.layout import record_of as record_of_validated
 
 MASTER_MANIFEST = "_manifest.json"  # master.MANIFEST; importing that module loads pyarrow
 _LISTED = 10
@@ -123,6 +125,17 @@ def _refused(params: Params, limit: int) -> list[tuple[float, Path]]:
     return sorted(found)[-limit:]
 
 
+def _report_page(validated: Path, batch_id: str, root: Path) -> str | None:
+    """Where the batch's HTML report is kept (`mainstem report` copies it out for a browser)."""
+    record = record_of_validated(validated, batch_id)
+    if record is None:
+        return None
+    try:
+        return str(result_file(validated, record, REPORT_HTML, root))
+    except MainstemError:
+        return None
+
+
 def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]:
     """The last `limit` batches, oldest first: ingested ones in sequence, then drop-folder refusals.
 
@@ -137,7 +150,7 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
     ingested = set()
     for raw in _listed_batches(params, limit):
         ingested.add(raw.batch_id)
-        report = read_json_object(validated / raw.batch_id / REPORT)
+        report = read_report(validated, raw.batch_id, params.root)
         entry: dict[str, Any] = {
             "batch_id": raw.batch_id,
             "sequence": raw.sequence,
@@ -154,8 +167,7 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
                 contract=report["contract"],
                 merged=raw.sequence <= merged_through,
             )
-            html = validated / raw.batch_id / REPORT_HTML
-            entry["report"] = str(html) if html.exists() else None
+            entry["report"] = _report_page(validated, raw.batch_id, params.root)
         if (quarantine / raw.batch_id).is_dir():
             # a delivery the contract in force accepts is not quarantined, even if an earlier
             # contract rejected an earlier delivery of the same content
@@ -343,7 +355,6 @@ def find_report(params: Params, batch: str) -> Path:
     """The HTML report of the batch whose id starts with `batch`, or delivered as `batch`."""
     if not batch:
         raise MainstemError("give a batch id (or its first characters) or the batch's name")
-    validated = params.validate.validated_dir
     batches = list_raw_batches(params.ingest.raw_dir)
     matches = sorted(
         {b.batch_id for b in batches if b.batch_id.startswith(batch) or b.name == batch}
@@ -372,10 +383,10 @@ def find_report(params: Params, batch: str) -> Path:
                 f"has no HTML report; see {refused / quarantined[0] / REPORT}"
             )
         raise MainstemError(f"no batch id starts with '{batch}' and no batch is named '{batch}'")
-    page = validated / matches[0] / REPORT_HTML
-    if not page.exists():
+    page = copy_report_page(params, matches[0])
+    if page is None:
         raise MainstemError(
-            f"batch {matches[0]} has no HTML report yet ({page} is missing); run `dvc repro "
+            f"batch {matches[0]} has no HTML report yet (it is not validated); run `dvc repro "
             "validate` (or `dvc pull`) in the workspace"
         )
     return page

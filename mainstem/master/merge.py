@@ -29,7 +29,7 @@ from mainstem import crashpoints
 from mainstem.durable import fresh_dir, publish_dir, staging_path, storage_errors, write_json
 from mainstem.errors import MainstemError
 from mainstem.fingerprint import fingerprint
-from mainstem.intake.ingest import list_raw_batches
+from mainstem.intake.raw_store import last_sequence
 from mainstem.master.batch_log import BatchSummary, stage_log
 from mainstem.master.parts import (
     MANIFEST,
@@ -43,7 +43,7 @@ from mainstem.params import MergeParams, Params
 from mainstem.progress import progress
 from mainstem.validation.columnar import arrow_schema, parquet_bytes
 from mainstem.validation.contract import Contract
-from mainstem.validation.layout import ACCEPTED, read_report
+from mainstem.validation.layout import ACCEPTED, record_at, record_of, result_file
 
 log = logging.getLogger(__name__)
 _MAX_RUNS = 256
@@ -329,16 +329,17 @@ def partitioning_for(contract: Contract, params: MergeParams) -> Partitioning:
 
 
 class ValidationReports(Sequence[dict[str, Any]]):
-    """The validation reports of `batch_ids`, in order, each read from disk when first asked for:
-    a merge reads those of the batches it applies, not the whole history."""
+    """What a merge needs of each ingested batch's validation, in sequence order, each read from
+    its index record when first asked for: a merge reads those of the batches it applies, not
+    the whole history, and no report file at all."""
 
-    def __init__(self, validated_dir: Path, batch_ids: list[str]) -> None:
+    def __init__(self, validated_dir: Path, count: int) -> None:
         self.validated_dir = validated_dir
-        self.batch_ids = batch_ids
+        self.size = count
         self._read: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
-        return len(self.batch_ids)
+        return self.size
 
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
@@ -351,22 +352,32 @@ class ValidationReports(Sequence[dict[str, Any]]):
             return [self[i] for i in range(*index.indices(len(self)))]
         index = range(len(self))[index]
         if index not in self._read:
-            batch_id = self.batch_ids[index]
-            report = read_report(self.validated_dir, batch_id)
-            if report is None:
+            record = record_at(self.validated_dir, index + 1)
+            if record is None:
                 raise MainstemError(
-                    f"batch {batch_id} has no validation report in {self.validated_dir}; "
-                    "run `dvc repro validate` first"
+                    f"batch number {index + 1} has no validation record in "
+                    f"{self.validated_dir}; run `dvc repro validate` first"
                 )
-            self._read[index] = report
+            self._read[index] = {
+                **record.summary,
+                "batch_id": record.batch_id,
+                "sequence": record.sequence,
+            }
         return self._read[index]
+
+
+def accepted_file(validated_dir: Path, batch_id: str, root: Path) -> Path:
+    """The accepted rows of batch `batch_id`: this batch's output, or its copy in the DVC cache."""
+    record = record_of(validated_dir, batch_id)
+    if record is None:
+        raise MainstemError(f"batch {batch_id} has no validation record in {validated_dir}")
+    return result_file(validated_dir, record, ACCEPTED, root)
 
 
 def update_master(params: Params, contract: Contract) -> Manifest:
     """Merge every validated batch into the master; the new manifest."""
     validated = params.validate.validated_dir
-    raw_batches = list_raw_batches(params.ingest.raw_dir)
-    reports = ValidationReports(validated, [raw.batch_id for raw in raw_batches])
+    reports = ValidationReports(validated, last_sequence(params.ingest.raw_dir))
     partitioning = partitioning_for(contract, params.merge)
     empty = Manifest(
         contract=contract.ref,
@@ -377,6 +388,6 @@ def update_master(params: Params, contract: Contract) -> Manifest:
     return refresh_master(
         params.merge.master_dir,
         reports,
-        lambda batch_id: validated / batch_id / ACCEPTED,
+        lambda batch_id: accepted_file(validated, batch_id, params.root),
         MasterSpec(empty, arrow_schema(contract)),
     )

@@ -51,6 +51,7 @@ from mainstem.training.registry import (
     served_request,
 )
 from mainstem.training.registry import tracking_uri as store_uri
+from mainstem.validation.image_store import StoredImages
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -77,15 +78,21 @@ def _read_master(params: Params, master_rows: int) -> tuple[pd.DataFrame, dict[s
             f"{params.merge.metrics_file.relative_to(params.root).as_posix()} says "
             f"{master_rows}; run `dvc checkout` to restore the tracked master"
         )
-    folder = params.validate.validated_dir / "images"
-    images = {
-        feature.column: np.array(
-            [IMAGE_FEATURES[feature.image]((folder / name).read_bytes()) for name in names]
-        )
-        for feature in params.train.features
-        if feature.image is not None
-        for names in [master[feature.column].astype(str)]
-    }
+    store = StoredImages(params.validate.validated_dir, params.root)
+    images = {}
+    for feature in params.train.features:
+        if feature.image is None:
+            continue
+        names = master[feature.column].astype(str).tolist()
+        found = store.read_many(names)
+        missing = sorted(set(names) - set(found))
+        if missing:
+            raise MainstemError(
+                f"image {missing[0]} of column {feature.column} is in no validated batch's pack "
+                f"({len(missing)} missing); run `mainstem upgrade --fetch-raw`, then train again"
+            )
+        extract = IMAGE_FEATURES[feature.image]
+        images[feature.column] = np.array([extract(found[name]) for name in names])
     return master, images
 
 

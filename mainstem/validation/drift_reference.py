@@ -2,9 +2,9 @@
 
 In: the pin file (`validate.drift_reference`), which names the production model (name, version,
 run) and the DVC hash of the master its training run recorded (`master_md5`), or is `{}` while
-there is no production model; the workspace's DVC cache; the validated store (canonical images,
-and the batch reports saying how each image was delivered); the contract. Out: a Reference: the
-pin, whether the reference could be read (and why not), and its drift Profile.
+there is no production model; the workspace's DVC cache; readers of canonical images and of the
+statistics the batch reports recorded for them; the contract. Out: a Reference: the pin, whether
+the reference could be read (and why not), and its drift Profile.
 
 The pin is written outside the stage, before `dvc repro` (flow/drift_pinning.py), and the validate
 stage depends on it, so the reference is an input DVC sees: a new production model re-runs the
@@ -16,7 +16,7 @@ has usually moved on since.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -71,7 +71,7 @@ def image_profiles(
     frame: pd.DataFrame,
     kinds: ColumnKinds,
     read_image: Callable[[str], bytes | None],
-    known: dict[str, dict[str, float]],
+    known: Mapping[str, dict[str, float]],
 ) -> dict[str, pd.DataFrame]:
     """Per image column, the statistics of the images of up to MAX_IMAGES rows: as the batch
     reports recorded them (`known`, by canonical name), else decoded from the image store."""
@@ -98,16 +98,6 @@ def recorded_stats(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]
     }
 
 
-def store_reader(images_dir: Path) -> Callable[[str], bytes | None]:
-    """Reads a canonical image from the validated store; None when it is not there."""
-
-    def read(name: str) -> bytes | None:
-        path = images_dir / name
-        return path.read_bytes() if path.is_file() else None
-
-    return read
-
-
 @dataclass
 class Reference:
     """The pinned reference, read on first use: its status, and its profile when readable."""
@@ -116,7 +106,7 @@ class Reference:
     root: Path
     kinds: ColumnKinds
     read_image: Callable[[str], bytes | None]
-    known: dict[str, dict[str, float]]
+    known: Mapping[str, dict[str, float]]
 
     @cached_property
     def profile(self) -> Profile | None:

@@ -1,32 +1,29 @@
-"""Drift for every batch in the validated store, against the pinned reference.
+"""Drift of each validated batch against the pinned reference.
 
-In: the workspace's params, the contract, and the reports `store.refresh` returned. Out: the same
-reports, each with a `drift` entry, also written to the batch's `report.json` and as the drift
-section of its `report.html`. A batch is measured when its stored drift names another pin than the
-current one (or none): after it is validated, and again for every batch when the production model
-changes. So an incremental run and a rebuild leave the same files, and the drift of a batch always
-compares it with the model in production now.
+In: the workspace's params and the contract. Out: a DriftMeter, which the store calls on the
+newest batch of a run (again when the pin moved): the batch's drift entry, which the store writes
+into its `report.json` and as the drift section of its `report.html`. A batch's drift compares it
+with the model in production when it was the newest; the metrics carry the newest batch's,
+measured against the current pin, so an incremental run and a rebuild give the same metrics.
+The reference's images are read from the batches' packs through the index, with the statistics
+their batch reports recorded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from mainstem.durable import write_bytes, write_json
 from mainstem.params import Params
 from mainstem.validation.contract import Contract
 from mainstem.validation.drift import column_kinds, compare, drifted_columns, profile
 from mainstem.validation.drift_pin import read_pin
-from mainstem.validation.drift_reference import (
-    Reference,
-    image_profiles,
-    recorded_stats,
-    store_reader,
-)
-from mainstem.validation.drift_report import with_drift_section
-from mainstem.validation.layout import ACCEPTED, IMAGES, REPORT, REPORT_HTML
+from mainstem.validation.drift_reference import Reference, image_profiles, recorded_stats
+from mainstem.validation.image_store import StoredImages
+from mainstem.validation.layout import read_report
 
 
 def measure(accepted: pd.DataFrame, reference: Reference) -> dict[str, Any]:
@@ -58,33 +55,71 @@ def measure(accepted: pd.DataFrame, reference: Reference) -> dict[str, Any]:
     return {**found, "columns": columns, "drifted": drifted}
 
 
-def update_drift(
-    params: Params, contract: Contract, reports: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Every report with its drift against the current pin; stale ones measured and stored."""
-    validated = params.validate.validated_dir
-    pin = read_pin(params.validate.drift_reference)
+class RecordedStats(Mapping[str, dict[str, float]]):
+    """Canonical name -> the statistics the report of the batch holding it recorded; each
+    batch's report is read once, when one of its images is first asked for."""
+
+    def __init__(self, images: StoredImages) -> None:
+        self.images = images
+        self.known: dict[str, dict[str, float]] = {}
+        self._read: set[str] = set()
+
+    def _load(self, name: str) -> None:
+        record = self.images.where().get(name)
+        if record is None or record.batch_id in self._read:
+            return
+        self._read.add(record.batch_id)
+        report = read_report(self.images.validated_dir, record.batch_id, self.images.root)
+        for known, stats in recorded_stats([report] if report else []).items():
+            self.known.setdefault(known, stats)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name not in self.known:
+            self._load(name)
+        return name in self.known
+
+    def __getitem__(self, name: str) -> dict[str, float]:
+        if name not in self:
+            raise KeyError(name)
+        return self.known[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.known)
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+
+@dataclass
+class DriftMeter:
+    """Measures batches against one reference, read on first use."""
+
+    reference: Reference
+    images: StoredImages
+    stats: RecordedStats
+
+    @property
+    def pin_json(self) -> dict[str, Any] | None:
+        return self.reference.pin.to_json() if self.reference.pin else None
+
+    def __call__(
+        self, accepted: pd.DataFrame, report: dict[str, Any], images: dict[str, bytes]
+    ) -> dict[str, Any]:
+        """The drift of the batch `report` describes; `images` are its canonical images, which
+        may not be in the index yet."""
+        self.images.fresh.update(images)
+        self.stats.known.update(recorded_stats([report]))
+        return measure(accepted, self.reference)
+
+
+def drift_meter(params: Params, contract: Contract) -> DriftMeter:
+    """The meter for the current pin (`validate.drift_reference`)."""
     kinds = column_kinds(
         contract.dtypes, contract.primary_key, tuple(rule.column for rule in contract.images)
     )
-    reference = Reference(
-        pin, params.root, kinds, store_reader(validated / IMAGES), recorded_stats(reports)
-    )
-    current = pin.to_json() if pin else None
-    updated = []
-    for report in reports:
-        drift = report.get("drift")
-        if drift is None or drift.get("reference") != current:
-            folder = validated / str(report["batch_id"])
-            accepted = pd.read_parquet(folder / ACCEPTED)
-            if report["status"] != "accepted":
-                accepted = accepted.iloc[0:0]
-            drift = measure(accepted, reference)
-            report = {**report, "drift": drift}
-            # The page first: a crash in between leaves the old pin in report.json, so the next
-            # run measures this batch again and rewrites both.
-            page = with_drift_section((folder / REPORT_HTML).read_bytes(), drift)
-            write_bytes(folder / REPORT_HTML, page)
-            write_json(folder / REPORT, report)
-        updated.append(report)
-    return updated
+    images = StoredImages(params.validate.validated_dir, params.root)
+    stats = RecordedStats(images)
+    pin = read_pin(params.validate.drift_reference)
+    return DriftMeter(Reference(pin, params.root, kinds, images.read, stats), images, stats)

@@ -1,9 +1,10 @@
 """The flat validation metrics DVC tracks in `metrics/validate.json`.
 
-In: the reports of every validated batch. Out: one JSON dict of totals and the figures of the
-latest batch, computed from state rather than accumulated, so a re-run after a crash writes the
-same figures; under `drift`, the latest batch's drift: its status, the reference it was compared
-with, the drifted columns, and per compared column the statistic, value, threshold and verdict.
+In: the running totals the newest batch's index record holds and that batch's report. Out: one
+JSON dict of totals and the figures of the latest batch, read from state rather than added up
+in the run, so a re-run after a crash writes the same figures; under `drift`, the latest batch's
+drift: its status, the reference it was compared with, the drifted columns, and per compared
+column the statistic, value, threshold and verdict.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from typing import Any
 _FIGURES = ("rows_in", "rows_accepted", "rows_rejected", "images_accepted", "images_rejected")
 
 
-def validation_metrics(contract: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Totals over every validated batch, plus the figures of the latest batch."""
+def validation_metrics(
+    contract: str, totals: dict[str, int], last: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Totals over every validated batch (as the newest record counts them), plus the figures of
+    the latest batch."""
     metrics: dict[str, Any] = {
         "contract": contract,
-        "batches_validated": len(reports),
-        "batches_rejected": sum(1 for r in reports if r["status"] == "rejected"),
+        "batches_validated": int(totals.get("batches_validated", 0)),
+        "batches_rejected": int(totals.get("batches_rejected", 0)),
     }
     for figure in _FIGURES:
-        metrics[f"{figure}_total"] = sum(int(r[figure]) for r in reports)
-    last = reports[-1] if reports else None
+        metrics[f"{figure}_total"] = int(totals.get(f"{figure}_total", 0))
     metrics["last_batch_id"] = last["batch_id"] if last else ""
     metrics["last_batch_status"] = last["status"] if last else ""
     for figure in _FIGURES:

@@ -23,7 +23,7 @@ import re
 import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
@@ -237,22 +237,32 @@ def _images(report: dict[str, Any], thumbnails: list[Thumbnail]) -> list[str]:
     return out
 
 
-def _history(report: dict[str, Any], earlier: list[dict[str, Any]]) -> list[str]:
+@dataclass(frozen=True)
+class Earlier:
+    """The batches before a report's batch: the last MAX_HISTORY of them (oldest first), how many
+    there are and the accepted rows they delivered, so a page never reads the whole history."""
+
+    recent: list[dict[str, Any]] = field(default_factory=list)
+    count: int = 0
+    rows_accepted: int = 0
+
+
+def _history(report: dict[str, Any], earlier: Earlier) -> list[str]:
     this = report
-    batches = [*earlier, this]
-    delivered = sum(int(b["rows_accepted"]) for b in batches)
+    batches = [*earlier.recent[-MAX_HISTORY:], this]
+    delivered = earlier.rows_accepted + int(this["rows_accepted"])
     out = [
         "<h2>Place in the master's history</h2>",
-        f"<p>Batch number {int(this['sequence'])} in delivery order, after {len(earlier)} "
+        f"<p>Batch number {int(this['sequence'])} in delivery order, after {earlier.count} "
         f"earlier batch(es). Accepted rows delivered so far, this batch included: {delivered}; "
         "the master holds at most that many, fewer where a batch updated keys seen before. "
         "Validation runs before the merge and does not read the master: its row counts before "
         "and after this batch are in <code>metrics/master.json</code> and in the lineage "
         f"commit <code>batch {cell(this['batch_id'])}</code> once merge has run.</p>",
     ]
-    hidden = max(0, len(earlier) - MAX_HISTORY)
+    hidden = max(0, earlier.count - MAX_HISTORY)
     rows = []
-    for batch in batches[hidden:]:
+    for batch in batches:
         mark = ' class="this"' if batch is this else ""
         rows.append(
             f"<tr{mark}><td>{int(batch['sequence'])}</td><td><code>{cell(batch['batch_id'])}"
@@ -286,10 +296,8 @@ def page_head(title: str, css: str) -> list[str]:
     ]
 
 
-def render(
-    report: dict[str, Any], thumbnails: list[Thumbnail], earlier: list[dict[str, Any]]
-) -> bytes:
-    """The page for `report`, with `thumbnails` and the reports of the `earlier` batches."""
+def render(report: dict[str, Any], thumbnails: list[Thumbnail], earlier: Earlier) -> bytes:
+    """The page for `report`, with `thumbnails` and what it shows of the `earlier` batches."""
     status = str(report["status"])
     name = report.get("name")
     title = f"Batch {report['batch_id']}" + (f" ({name})" if name else "")

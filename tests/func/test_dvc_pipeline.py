@@ -115,14 +115,8 @@ def test_stricter_contract_accepts_fewer_rows_in_an_experiment(
     }
     assert v1_rows in rows.values()
     assert min(rows.values()) == v1_rows - 9
-    report = read_report(
-        params.validate.validated_dir,
-        next(
-            p.name
-            for p in params.validate.validated_dir.iterdir()
-            if p.is_dir() and p.name != "images"
-        ),
-    )
+    last = json.loads(params.validate.metrics_file.read_text())["last_batch_id"]
+    report = read_report(params.validate.validated_dir, last)
     assert report is not None
     assert report["contract"] == "produce/v2"
 

@@ -27,7 +27,8 @@ from mainstem.master.parts import Manifest, Partitioning
 from mainstem.validation.batch import BatchResult, validate_batch
 from mainstem.validation.columnar import arrow_schema
 from mainstem.validation.contract import Contract, load_contract
-from mainstem.validation.store import ACCEPTED, refresh
+from mainstem.validation.layout import ACCEPTED, read_report, record_of, result_file
+from mainstem.validation.store import DriftMeter, ValidatedStore, refresh
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = ROOT / "contracts" / "produce" / "v1.yaml"
@@ -129,6 +130,23 @@ def reasons(result: BatchResult) -> list[str]:
     return [str(r) for r in result.rejected["_reasons"]]
 
 
+def validate_all(
+    raws: list[RawBatch], validated: Path, contract: Contract, drift: DriftMeter | None = None
+) -> list[dict[str, Any]]:
+    """Store `raws` (in sequence order) in the validated store at `validated`; every report."""
+    refresh(raws, ValidatedStore.at(validated, "test"), contract, workers=1, drift=drift)
+    reports = [read_report(validated, raw.batch_id) for raw in raws]
+    assert all(report is not None for report in reports)
+    return [report for report in reports if report is not None]
+
+
+def stored_file(validated: Path, batch_id: str, name: str) -> Path:
+    """Where the validated store keeps file `name` of batch `batch_id` (this batch or the cache)."""
+    record = record_of(validated, batch_id)
+    assert record is not None, f"batch {batch_id} is not validated"
+    return result_file(validated, record, name)
+
+
 def master_after(
     tmp_path: Path, batches: list[dict[str, bytes]], contract: Contract
 ) -> pd.DataFrame:
@@ -138,13 +156,13 @@ def master_after(
         for n, files in enumerate(batches, start=1)
     ]
     validated = tmp_path / "validated"
-    reports = refresh(raws, validated, contract, "test", workers=1)
+    reports = validate_all(raws, validated, contract)
     empty = Manifest(contract.ref, contract.primary_key, Partitioning("range", 1000), "test")
     master = tmp_path / "master"
     refresh_master(
         master,
         reports,
-        lambda batch: validated / batch / ACCEPTED,
+        lambda batch: stored_file(validated, batch, ACCEPTED),
         MasterSpec(empty, arrow_schema(contract)),
     )
     return pd.read_parquet(master)

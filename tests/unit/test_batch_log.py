@@ -3,6 +3,7 @@ history, and the log's files are the same whether batches come one by one or all
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -12,15 +13,22 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from mainstem.durable import canonical_json, write_bytes, write_json
 from mainstem.flow.status import recent_batches
-from mainstem.intake.raw_store import RawRecord, write_record
+from mainstem.intake.raw_store import RawRecord, cached_pack, write_record
 from mainstem.master import batch_log
 from mainstem.master.batch_log import AppliedBatch, BatchSummary, log_update, read_log
 from mainstem.master.merge import MasterSpec, refresh_master
 from mainstem.master.metrics import master_metrics
 from mainstem.master.parts import MANIFEST, Manifest, Partitioning, read_manifest
-from mainstem.params import load_params
+from mainstem.params import Params, load_params
 from mainstem.validation.columnar import parquet_bytes
+from mainstem.validation.layout import (
+    REPORT,
+    ValidatedRecord,
+    id_record_path,
+    seq_record_path,
+)
 from tests.unit.test_merge_properties import SCHEMA, Inbox, _table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,6 +189,17 @@ def test_status_lists_the_last_batches_from_the_log_and_the_claimed_one(
     assert [b["sequence"] for b in listed] == list(range(17, 27))
 
 
+def _validated(params: Params, batch_id: str, sequence: int, report: dict[str, Any]) -> None:
+    """Record `report` in the validated store's index, its file in the DVC cache."""
+    data = canonical_json(report)
+    md5 = hashlib.md5(data).hexdigest()
+    write_bytes(cached_pack(params.root, md5), data)
+    record = ValidatedRecord(batch_id, sequence, {}, {REPORT: md5})
+    validated = params.validate.validated_dir
+    for path in (id_record_path(validated, batch_id), seq_record_path(validated, sequence)):
+        write_json(path, record.to_json())
+
+
 def test_status_reads_a_master_written_before_the_log_by_scanning_every_batch(
     tmp_path: Path,
 ) -> None:
@@ -190,13 +209,9 @@ def test_status_reads_a_master_written_before_the_log_by_scanning_every_batch(
     params.merge.master_dir.mkdir(parents=True)
     listed = [{"batch_id": i, "sequence": n + 1} for n, i in enumerate(ids[:2])]
     (params.merge.master_dir / MANIFEST).write_text(json.dumps({"format": 1, "batches": listed}))
-    for batch_id in ids:
-        folder = params.validate.validated_dir / batch_id
-        folder.mkdir(parents=True)
+    for sequence, batch_id in enumerate(ids, start=1):
         report = {"status": "accepted", "rows_in": 1, "rows_accepted": 1, "rows_rejected": 0}
-        (folder / "report.json").write_text(
-            json.dumps({**report, "reasons": [], "contract": "c/v1"})
-        )
+        _validated(params, batch_id, sequence, {**report, "reasons": [], "contract": "c/v1"})
     shown = recent_batches(params)
     assert [b["batch_id"] for b in shown] == ids
     assert [b["merged"] for b in shown] == [True, True, False]

@@ -19,12 +19,20 @@ from mainstem.params import Params, load_params
 from mainstem.validation.drift import categorical_drift, psi, wasserstein
 from mainstem.validation.drift_reference import cache_object
 from mainstem.validation.drift_report import drift_section, with_drift_section
-from mainstem.validation.drift_store import update_drift
-from mainstem.validation.layout import ACCEPTED, REPORT_HTML, read_report
+from mainstem.validation.drift_store import drift_meter
+from mainstem.validation.layout import ACCEPTED, REPORT_HTML, read_report, record_of
 from mainstem.validation.metrics import validation_metrics
 from mainstem.validation.report import CONTENT_SECURITY_POLICY
-from mainstem.validation.store import refresh
-from tests.unit.raw_batches import ROOT, csv_bytes, png, row, v1, write_raw_batch
+from tests.unit.raw_batches import (
+    ROOT,
+    csv_bytes,
+    png,
+    row,
+    stored_file,
+    v1,
+    validate_all,
+    write_raw_batch,
+)
 
 SUPPLIERS = ["north", "south", "east", "west"]
 
@@ -78,8 +86,13 @@ def _store(params: Params, batches: list[dict[str, bytes]]) -> list[dict[str, ob
         write_raw_batch(params.ingest.raw_dir / f"b{n}", files, batch_id=f"b{n}", sequence=n)
         for n, files in enumerate(batches, start=1)
     ]
-    reports = refresh(raws, params.validate.validated_dir, v1(), "test", workers=1)
-    return update_drift(params, v1(), reports)
+    return validate_all(raws, params.validate.validated_dir, v1(), drift_meter(params, v1()))
+
+
+def _metrics(params: Params, reports: list[dict[str, object]]) -> dict[str, object]:
+    record = record_of(params.validate.validated_dir, str(reports[-1]["batch_id"]))
+    assert record is not None
+    return validation_metrics("produce/v1", record.totals, reports[-1])
 
 
 @pytest.fixture
@@ -90,7 +103,7 @@ def params(tmp_path: Path) -> Params:
 def _trained_on_first_batch(params: Params, batches: list[dict[str, bytes]]) -> None:
     """Validate `batches`, then pin the first batch's accepted rows as production's master."""
     _store(params, batches[:1])
-    md5 = _cache_master(params, params.validate.validated_dir / "b1" / ACCEPTED)
+    md5 = _cache_master(params, stored_file(params.validate.validated_dir, "b1", ACCEPTED))
     _pin(params, md5)
 
 
@@ -99,7 +112,7 @@ def test_without_a_production_model_drift_says_there_is_no_reference(params: Par
     drift = reports[-1]["drift"]
     assert drift["status"] == "no_reference"
     assert "no production model" in drift["message"]
-    metrics = validation_metrics("produce/v1", reports)
+    metrics = _metrics(params, reports)
     assert metrics["drift"]["status"] == "no_reference"
     assert metrics["drift"]["columns"] == {}
 
@@ -116,7 +129,7 @@ def test_a_batch_like_the_reference_has_no_drifted_column(params: Params) -> Non
 def test_a_drifted_batch_names_its_column_in_the_metrics(params: Params) -> None:
     batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
-    metrics = validation_metrics("produce/v1", _store(params, batches))
+    metrics = _metrics(params, _store(params, batches))
     assert metrics["drift"]["status"] == "drifted"
     assert metrics["drift"]["drifted_columns"] == "weight_g"
     weight = metrics["drift"]["columns"]["weight_g"]
@@ -140,7 +153,7 @@ def test_the_batch_page_shows_a_chart_for_each_drifted_column(params: Params) ->
     batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
     _store(params, batches)
-    page = (params.validate.validated_dir / "b2" / REPORT_HTML).read_text()
+    page = stored_file(params.validate.validated_dir, "b2", REPORT_HTML).read_text()
     assert CONTENT_SECURITY_POLICY in page
     assert page.count('<section id="drift">') == 1
     assert page.count("<svg") == 1
@@ -148,19 +161,18 @@ def test_the_batch_page_shows_a_chart_for_each_drifted_column(params: Params) ->
     assert "weight_g" in page[page.index('<section id="drift">') :]
 
 
-def test_a_new_production_model_measures_every_batch_again(params: Params) -> None:
+def test_a_new_production_model_measures_the_newest_batch_again(params: Params) -> None:
     batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
-    _store(params, batches)
-    md5 = _cache_master(params, params.validate.validated_dir / "b2" / ACCEPTED)
+    assert _store(params, batches)[-1]["drift"]["drifted"] == ["weight_g"]
+    md5 = _cache_master(params, stored_file(params.validate.validated_dir, "b2", ACCEPTED))
     _pin(params, md5)
     reports = _store(params, batches)
     assert reports[-1]["drift"]["status"] == "stable"
-    assert reports[0]["drift"]["drifted"] == ["weight_g"]
     stored = read_report(params.validate.validated_dir, "b2")
     assert stored is not None
     assert stored["drift"]["reference"]["master_md5"] == md5
-    page = (params.validate.validated_dir / "b2" / REPORT_HTML).read_text()
+    page = stored_file(params.validate.validated_dir, "b2", REPORT_HTML).read_text()
     assert page.count('<section id="drift">') == 1
     assert "<svg" not in page
 
@@ -169,11 +181,10 @@ def test_an_incremental_run_and_a_rebuild_write_the_same_drift(params: Params) -
     batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
     _store(params, batches)
-    incremental = (params.validate.validated_dir / "b2" / REPORT_HTML).read_bytes()
-    shutil.rmtree(params.validate.validated_dir / "b2")
-    shutil.rmtree(params.validate.validated_dir / "b1")
+    incremental = stored_file(params.validate.validated_dir, "b2", REPORT_HTML).read_bytes()
+    shutil.rmtree(params.validate.validated_dir)
     _store(params, batches)
-    assert (params.validate.validated_dir / "b2" / REPORT_HTML).read_bytes() == incremental
+    assert stored_file(params.validate.validated_dir, "b2", REPORT_HTML).read_bytes() == incremental
 
 
 def test_a_reference_missing_from_the_cache_is_reported_not_raised(params: Params) -> None:

@@ -90,15 +90,15 @@ def test_contract_spans_mark_each_change() -> None:
 
 def test_rejected_batches_link_to_their_reports() -> None:
     page = render_page(history(batches=(batch(1), batch(2, status="rejected")))).decode()
-    link = "../data/validated/0000000000000002/report.html"
+    link = "batches/0000000000000002.html"
     assert f'<a xlink:href="{link}"' in page  # the chart's marker
     assert f'<a href="{link}">' in page  # the table
-    assert "0000000000000001/report.html" not in page
+    assert "batches/0000000000000001.html" not in page
 
 
 def test_a_batch_id_that_is_not_an_id_gets_no_link() -> None:
     assert report_link("../../etc") is None
-    assert report_link("0123456789abcdef") == "../data/validated/0123456789abcdef/report.html"
+    assert report_link("0123456789abcdef") == "batches/0123456789abcdef.html"
 
 
 def test_hostile_names_reasons_and_lock_holders_are_escaped() -> None:
@@ -157,7 +157,7 @@ def test_a_thousand_batches_make_a_small_page() -> None:
     many = tuple(batch(n, status="rejected" if n % 20 == 0 else "accepted") for n in range(1, 1001))
     page = render_page(history(batches=many))
     assert len(page) < 1_000_000
-    assert page.decode().count("/report.html") == 50 + 25  # 50 markers, 25 listed
+    assert page.decode().count('href="batches/') == 50 + 25  # 50 markers, 25 listed
 
 
 def test_a_dollar_sign_in_a_reason_or_contract_is_text_not_math() -> None:

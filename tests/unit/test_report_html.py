@@ -10,9 +10,17 @@ from pathlib import Path
 
 from PIL import Image
 
+from mainstem.validation.layout import REPORT_HTML, read_report
 from mainstem.validation.report import MAX_REJECTED_IMAGES, make_thumbnail
-from mainstem.validation.store import REPORT_HTML, read_report, refresh
-from tests.unit.raw_batches import csv_bytes, png, row, v1, write_raw_batch
+from tests.unit.raw_batches import (
+    csv_bytes,
+    png,
+    row,
+    stored_file,
+    v1,
+    validate_all,
+    write_raw_batch,
+)
 
 HOSTILE = [
     row(1),
@@ -45,8 +53,8 @@ def page(tmp_path: Path, files: dict[str, bytes], earlier: int = 0) -> str:
         for n in range(1, earlier + 1)
     ]
     raws.append(write_raw_batch(tmp_path / "raw" / "b", files, batch_id="b", sequence=earlier + 1))
-    refresh(raws, tmp_path / "validated", v1(), "test", workers=1)
-    return (tmp_path / "validated" / "b" / REPORT_HTML).read_text(encoding="utf-8")
+    validate_all(raws, tmp_path / "validated", v1())
+    return stored_file(tmp_path / "validated", "b", REPORT_HTML).read_text(encoding="utf-8")
 
 
 def text_of(html: str) -> str:
@@ -130,9 +138,9 @@ def test_the_same_batches_give_the_same_bytes_incrementally_and_rebuilt(tmp_path
 
     batches = sorted((read_raw_batch(r) for r in raws), key=lambda b: b.sequence)
     validated = tmp_path / "b" / "validated"
-    refresh(batches[:1], validated, v1(), "test", workers=1)  # one batch now, one later
-    refresh(batches, validated, v1(), "test", workers=1)
-    assert (validated / "b" / REPORT_HTML).read_text(encoding="utf-8") == first
+    validate_all(batches[:1], validated, v1())  # one batch now, one later
+    validate_all(batches, validated, v1())
+    assert stored_file(validated, "b", REPORT_HTML).read_text(encoding="utf-8") == first
 
 
 def test_a_declared_bomb_is_never_decoded_for_a_thumbnail() -> None:
