@@ -35,16 +35,32 @@ from unittest.mock import patch
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
 from mainstem.commands import dvc, git, tool_env
-from mainstem.durable import read_json, write_json
+from mainstem.durable import canonical_json, read_json
 from mainstem.flow import batch as batchflow
 from mainstem.flow.lineage import BatchRecord, record
 from mainstem.flow.workspace import configure_remote, create_workspace, source_root
 from mainstem.intake.ingest import open_raw_batch
 from mainstem.intake.raw_history import PastBatch, add_past_batches
-from mainstem.intake.raw_store import record_of
+from mainstem.intake.raw_store import cached_pack, record_of
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import Params, load_params
+from mainstem.validation.image_pack import image_pack_bytes
+from mainstem.validation.layout import (
+    ACCEPTED,
+    IMAGE_PACK,
+    REJECTED,
+    REPORT,
+    REPORT_HTML,
+    ValidatedRecord,
+    id_record_path,
+    read_report,
+    record_at,
+    result_file,
+    seq_record_path,
+)
+from mainstem.validation.layout import record_of as validated_record_of
+from mainstem.validation.store import totals_after
 
 HISTORY_ENV = "MAINSTEM_BENCH_HISTORY"
 PHOTOS = 50
@@ -87,14 +103,51 @@ def _photo(number: int, index: int) -> bytes:
     )
 
 
+def add_past_validated(
+    params: Params, template: ValidatedRecord, report: dict[str, object], images: dict[str, bytes]
+) -> ValidatedRecord:
+    """One more batch in the validated store as the validate stage leaves it for a past batch:
+    the template's files with `report` and a pack of `images`, straight into the DVC cache, and
+    its two index records (plain writes: a history to build again, never lineage)."""
+    validated = params.validate.validated_dir
+    files = {
+        name: result_file(validated, template, name, params.root).read_bytes()
+        for name in (ACCEPTED, REJECTED, REPORT_HTML)
+    }
+    files[REPORT] = canonical_json(report)
+    files[IMAGE_PACK] = image_pack_bytes(images)
+    md5s = {
+        name: hashlib.md5(data, usedforsecurity=False).hexdigest() for name, data in files.items()
+    }
+    for name, data in files.items():
+        target = cached_pack(params.root, md5s[name])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    sequence = int(str(report["sequence"]))
+    before = record_at(validated, sequence - 1)
+    record = ValidatedRecord(
+        str(report["batch_id"]),
+        sequence,
+        {**template.summary, "name": report["name"]},
+        dict(sorted(md5s.items())),
+        tuple(sorted(images)),
+        totals_after(before.totals if before else {}, report),
+        template.fingerprint,
+    )
+    for path in (id_record_path(validated, record.batch_id), seq_record_path(validated, sequence)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(canonical_json(record.to_json()))
+    return record
+
+
 @dataclass
-class PackedRawAndValidatedDirs:
-    """The layout of issue 19's raw store: one pack per batch in the DVC cache and two index
-    records (`intake/raw_history.add_past_batches`), with `data/validated/<batch_id>/` per batch
-    and one content-addressed image store `data/validated/images/`. Every synthetic batch copies
-    the first (real) batch's table and validated files, and has photos of its own in the raw
-    pack and in the image store. The master is left to the merge stage, which applies the new
-    batches (the same rows each time) in one run."""
+class PackedRawAndValidated:
+    """The layout of issue 19: one raw pack per batch in the DVC cache and two raw index records
+    (`intake/raw_history.add_past_batches`); per batch, its five validated files (results,
+    report, one pack of its canonical images) in the DVC cache and two validated index records.
+    Every synthetic batch copies the first (real) batch's table and validated files, and has
+    photos of its own in the raw pack and in its image pack. The master is left to the merge
+    stage, which applies the new batches (the same rows each time) in one run."""
 
     template: str  # the id of the real batch the others copy
     added: int = field(default=1)
@@ -109,7 +162,10 @@ class PackedRawAndValidatedDirs:
     def extend(self, params: Params, batches: int) -> list[BatchRecord]:
         raw_dir, validated = params.ingest.raw_dir, params.validate.validated_dir
         template_files = self._template_files(params)
-        report = read_json(validated / self.template / "report.json")
+        template = validated_record_of(validated, self.template)
+        report = read_report(validated, self.template)
+        assert template is not None, f"the template batch {self.template} is not validated"
+        assert report is not None, f"the template batch {self.template} has no report"
         master_rows = int(read_json(params.merge.metrics_file)["master_rows"])
         records = []
         while self.added < batches:
@@ -121,18 +177,14 @@ class PackedRawAndValidatedDirs:
                 for index, (path, data) in enumerate(sorted(template_files.items()))
             }
             (past,) = add_past_batches(params.root, raw_dir, [PastBatch(name, files)])
-            batch_id = past.batch_id
-            stored = []
+            images = {}
             for index in range(len(report["stored_images"])):
                 data = _photo(-number, index)
                 digest = _digest(data)
-                stored.append(f"{digest[:2]}/{digest}.png")
-                (validated / "images" / digest[:2]).mkdir(parents=True, exist_ok=True)
-                (validated / "images" / stored[-1]).write_bytes(data)
-            folder = validated / batch_id
-            shutil.copytree(validated / self.template, folder)
-            copied = {**report, "batch_id": batch_id, "name": name, "sequence": past.sequence}
-            write_json(folder / "report.json", {**copied, "stored_images": sorted(stored)})
+                images[f"{digest[:2]}/{digest}.png"] = data
+            copied = {**report, "batch_id": past.batch_id, "name": name, "sequence": past.sequence}
+            copied["stored_images"] = sorted(images)
+            add_past_validated(params, template, copied, images)
             records.append(BatchRecord.from_report(copied, master_rows))
         return records
 
@@ -141,7 +193,7 @@ Builder = Callable[[Params, str], HistoryBuilder]
 
 
 def todays_layout(_params: Params, template: str) -> HistoryBuilder:
-    return PackedRawAndValidatedDirs(template)
+    return PackedRawAndValidated(template)
 
 
 def _fast_import(root: Path, records: list[BatchRecord], first: int) -> None:
@@ -228,7 +280,8 @@ def grow(workspace: Workspace, batches: int) -> float:
     params = load_params(root)
     records = workspace.builder.extend(params, batches)
     _fast_import(root, records[:-1], workspace.batches + 1)
-    dvc(["repro", "--quiet", batchflow.REPRO_TARGET], root)
+    # the merge applies the history now: the index is git's, so DVC sees no new dependency
+    dvc(["repro", "--quiet", "--force", "--single-item", batchflow.REPRO_TARGET], root)
     dvc(["push", "--quiet"], root)
     if records:
         record(root, batchflow.lineage_paths(params), records[-1].message())

@@ -5,7 +5,10 @@ In: a workspace whose `data/raw/` holds one folder per batch (`<batch_id>/batch.
 packed as ingest packs them (every byte hashed again against its `batch.json`), the pack in the
 DVC cache and pushed, its index records written, the folders removed, the workspace's pipeline
 code replaced by this library's, `dvc repro merge` run over the packs, and one commit saying what
-changed. Commits made before the upgrade keep their old `dvc.lock`, whose objects stay in the
+changed. A validated store of the old layout (one DVC output holding every batch's report
+folder and a shared image store) is cleared, and that `dvc repro merge` re-validates every batch
+into the packed layout (flow/validated_upgrade.py), whose files the push then carries.
+Commits made before the upgrade keep their old `dvc.lock`, whose objects stay in the
 remote, so they still check out and pull. Running it again changes nothing.
 
 `transfer_packs` is also how the packs an index names are fetched into a cache that lacks them
@@ -29,6 +32,11 @@ from mainstem.flow.lineage import record
 from mainstem.flow.params_upgrade import with_new_ignores, with_new_params
 from mainstem.flow.pipeline import PIPELINE_PATHS, pipeline_changes
 from mainstem.flow.runner import push_outputs, remote_configured
+from mainstem.flow.validated_upgrade import (
+    clear_legacy_validated,
+    drop_ignored_output,
+    legacy_entries,
+)
 from mainstem.flow.workspace import PIPELINE_FILES
 from mainstem.intake import lock
 from mainstem.intake.delivery import DeliveredFile
@@ -143,6 +151,16 @@ def _add_new_settings(source: Path, root: Path) -> list[str]:
     return added
 
 
+def _validated_line(root: Path, validated_dir: Path, batches: int) -> str:
+    relative = validated_dir.relative_to(root).as_posix()
+    return (
+        f"{relative}/ (one DVC output: {batches} report folders and a shared image store) was "
+        f"re-validated into {relative}/batch/ (the batch in process, its images as one pack), "
+        f"every batch's results in the DVC cache, named by the git-tracked records in "
+        f"{relative}/index/. "
+    )
+
+
 def _settings_line(settings: list[str]) -> str:
     return f"added: {'; '.join(settings)}\n" if settings else ""
 
@@ -170,11 +188,15 @@ def upgrade_workspace(root: Path, source: Path) -> str | None:
     for folder in folders:
         shutil.rmtree(folder)
     ignore = _drop_ignored_raw(raw_dir)
+    validated_dir = params.validate.validated_dir
+    legacy_validated = bool(legacy_entries(validated_dir))
+    revalidated = clear_legacy_validated(validated_dir)
+    drop_ignored_output(validated_dir)
     settings: list[str] = []
     if source.resolve() != root:
         _copy_code(source, root)
         settings = _add_new_settings(source, root)
-    if not packed and not pipeline_changes(root):
+    if not packed and not legacy_validated and not pipeline_changes(root):
         log.info("%s already keeps one pack per batch and runs this code; nothing to upgrade", root)
         return None
     dvc(["repro", REPRO_TARGET], root)
@@ -183,12 +205,19 @@ def upgrade_workspace(root: Path, source: Path) -> str | None:
     dvc(["commit", "--force", "--quiet", TRAIN_STAGE], root)
     push_outputs(root)
     rows_after = master_rows(load_params(root))
+    subject = (
+        f"upgrade: raw store packed, one file per batch ({len(packed)} batches packed)"
+        if packed
+        else f"upgrade: validated store packed, one image pack per batch ({revalidated} batches)"
+    )
     message = (
-        f"upgrade: raw store packed, one file per batch ({len(packed)} batches packed)\n\n"
+        f"{subject}\n\n"
         f"data/raw/<batch_id>/ folders (one DVC output for every batch) became "
         f"{pack_path(raw_dir).relative_to(root).as_posix()} (the batch in process) and "
         f"{len(packed)} packs in the DVC cache, named by the git-tracked records in "
-        f"{(raw_dir / 'index').relative_to(root).as_posix()}/. The pipeline code is "
+        f"{(raw_dir / 'index').relative_to(root).as_posix()}/. "
+        f"{_validated_line(root, validated_dir, revalidated) if legacy_validated else ''}"
+        f"The pipeline code is "
         f"mainstem's current one (the model stands: train's code deps are re-recorded, not "
         f"retrained); earlier commits keep their own dvc.lock and still pull.\n"
         f"{_settings_line(settings)}"

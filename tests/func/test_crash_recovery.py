@@ -230,6 +230,9 @@ def test_clean_run_passes_every_kind_of_write_point(sweep: Sweep) -> None:
         "publish pack",
         "ingest index",
         "stage ingest done",
+        "validated cache",
+        "publish batch",
+        "validated index",
         "stage validate done",
         "master write part",
         "publish master.parquet",
@@ -266,6 +269,8 @@ def test_crash_at_write_point_then_recovery_applies_the_batch_once(
     assert tree(params.merge.master_dir) == master_after
     raw_after = tree(load_params(sweep.expected).ingest.raw_dir)
     assert tree(params.ingest.raw_dir) == raw_after  # the pack and every index record
+    validated_after = tree(load_params(sweep.expected).validate.validated_dir)
+    assert tree(params.validate.validated_dir) == validated_after  # batch/ and the index
     for relative in ("metrics/master.json", "metrics/validate.json", "dvc.lock"):
         assert (workspace / relative).read_bytes() == (sweep.expected / relative).read_bytes()
     assert _last_message(workspace) == _last_message(sweep.expected)

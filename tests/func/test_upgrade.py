@@ -30,6 +30,7 @@ from mainstem.intake.ingest import list_raw_batches
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import load_params
+from mainstem.validation.layout import read_report
 from tests.conftest import ROOT, Deliver
 
 OLD_RELEASE = "088e688"
@@ -100,6 +101,16 @@ def test_an_old_workspace_upgrades_in_place_and_keeps_every_commit(tmp_path: Pat
         "batch.tar",
         "index",
     ]
+    assert sorted(p.name for p in params.validate.validated_dir.iterdir()) == [
+        ".gitignore",
+        "batch",
+        "index",
+    ]
+    first = read_report(
+        params.validate.validated_dir, list_raw_batches(params.ingest.raw_dir)[0].batch_id
+    )
+    assert first is not None
+    assert first["sequence"] == 1  # a past batch's report, read from the DVC cache
     pd.testing.assert_frame_equal(pd.read_parquet(params.merge.master_dir), rows)
     assert git(["status", "--porcelain"], workspace).stdout == ""
     assert upgrade_workspace(workspace, ROOT) is None
