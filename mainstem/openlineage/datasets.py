@@ -24,7 +24,7 @@ from mainstem.openlineage import facets
 from mainstem.openlineage.facets import DatasetState
 from mainstem.params import Params
 from mainstem.validation.contract import Contract, load_contract
-from mainstem.validation.layout import read_report
+from mainstem.validation.layout import batch_dir, read_report
 
 
 def file_namespace(host: str | None = None) -> str:
@@ -52,7 +52,7 @@ def _metric(path: Path, key: str) -> int | None:
 
 def stage_facts(params: Params, stage: str, contract: Contract | None) -> StageFacts:
     """Row counts, schema-bearing paths and quality assertions for `stage`, from its files."""
-    validated = _relative(params, params.validate.validated_dir)
+    validated = _relative(params, batch_dir(params.validate.validated_dir))
     master = _relative(params, params.merge.master_dir)
     facts = StageFacts(schema_paths={validated, master})
     if stage == "validate":

@@ -1,10 +1,10 @@
 """Drift of each validated batch against the pinned reference.
 
-In: the workspace's params and the contract. Out: a DriftMeter, which the store calls on the
-newest batch of a run (again when the pin moved): the batch's drift entry, which the store writes
-into its `report.json` and as the drift section of its `report.html`. A batch's drift compares it
-with the model in production when it was the newest; the metrics carry the newest batch's,
-measured against the current pin, so an incremental run and a rebuild give the same metrics.
+In: the workspace's params and the contract. Out: a DriftMeter, which the store calls on each
+batch it validates (and on the newest batch again when the pin moved): the batch's drift entry,
+which the store writes into its `report.json` and as the drift section of its `report.html`. The
+metrics carry the newest batch's, measured against the current pin, so an incremental run and a
+rebuild give the same metrics.
 The reference's images are read from the batches' packs through the index, with the statistics
 their batch reports recorded.
 """

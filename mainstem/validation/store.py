@@ -293,9 +293,7 @@ def refresh(
             if last:
                 newest = (read_report_of(store, record), record)
             continue
-        report, files = _validate_one(
-            batch, validated_dir, contract, workers, drift if last else None
-        )
+        report, files = _validate_one(batch, validated_dir, contract, workers, drift)
         record = store_batch(store, report, files, last)
         newest = (report, record) if last else None
     if newest is not None and drift is not None:

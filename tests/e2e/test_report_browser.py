@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mainstem.validation.store import REPORT_HTML, read_report, refresh
-from tests.unit.raw_batches import csv_bytes, png, row, v1, write_raw_batch
+from mainstem.validation.layout import REPORT_HTML, read_report
+from tests.unit.raw_batches import (
+    csv_bytes,
+    png,
+    row,
+    stored_file,
+    v1,
+    validate_all,
+    write_raw_batch,
+)
 
 pytestmark = pytest.mark.e2e
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -44,8 +52,8 @@ def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     files = {"batch.csv": csv_bytes(rows)} | {f"{n}.png": png() for n in range(1, 9)}
     files["7.png"] = b"not an image"
     raw = write_raw_batch(base / "raw" / "b1", files, batch_id="b1")
-    refresh([raw], base / "validated", v1(), "test", workers=1)
-    return base / "validated" / "b1" / REPORT_HTML
+    validate_all([raw], base / "validated", v1())
+    return stored_file(base / "validated", "b1", REPORT_HTML)
 
 
 def run_browser(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

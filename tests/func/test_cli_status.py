@@ -152,7 +152,7 @@ def test_report_finds_the_page_by_id_prefix_or_name(
     for key in (batch_id, batch_id[:4], "batch-001"):
         main(["report", key, "--workspace", str(workspace)])
         page = Path(capsys.readouterr().out.strip())
-        assert page == load_params(workspace).validate.validated_dir / batch_id / "report.html"
+        assert page == workspace / "reports" / "batches" / f"{batch_id}.html"
         assert page.read_text().startswith("<!DOCTYPE html>")
     assert "no batch id starts with 'zz'" in fails(
         ["report", "zz", "--workspace", str(workspace)], capsys

@@ -15,7 +15,7 @@ from mainstem.commands import dvc, git
 from mainstem.flow.batch import process_next_batch
 from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
-from mainstem.validation.layout import REPORT_HTML
+from mainstem.validation.layout import REPORT_HTML, read_report
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,11 @@ def test_a_drifted_batch_is_named_after_a_model_is_in_production(
     pin = json.loads(load_params(workspace).validate.drift_reference.read_text())
     assert drift["reference_md5"] == pin["master_md5"]
     batch = str(_validate_metrics(workspace)["last_batch_id"])
-    page = (load_params(workspace).validate.validated_dir / batch / REPORT_HTML).read_text()
+    validated = load_params(workspace).validate.validated_dir
+    assert read_report(validated, batch) == json.loads(
+        (validated / "batch" / "report.json").read_text()
+    )
+    page = (validated / "batch" / REPORT_HTML).read_text()
     assert "<svg" in page
 
     capsys.readouterr()

@@ -18,6 +18,7 @@ from mainstem.flow.workspace import configure_remote
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import load_params
+from mainstem.validation.layout import ACCEPTED, last_validated, records_between, result_file
 
 SPECS = [
     BatchSpec(1, first_id=1, rows=12, bad_rows=1, image_size=16),
@@ -53,8 +54,10 @@ def stored_data(workspace: Path) -> dict[str, bytes]:
     validated = params.validate.validated_dir
     master = params.merge.master_dir
     files = {
-        f"validated/{path.relative_to(validated).as_posix()}": path.read_bytes()
-        for path in sorted(validated.glob("*/accepted.parquet"))
+        f"validated/{record.batch_id}/accepted.parquet": result_file(
+            validated, record, ACCEPTED, workspace
+        ).read_bytes()
+        for record in records_between(validated, 1, last_validated(validated))
     }
     files.update({f"master/{path.name}": path.read_bytes() for path in sorted(master.iterdir())})
     return files

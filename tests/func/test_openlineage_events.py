@@ -37,6 +37,7 @@ from mainstem.openlineage.settings import load_settings
 from mainstem.params import load_params
 from mainstem.training.policy import PolicyInputs
 from mainstem.training.request import workspace_decision
+from mainstem.validation.layout import batch_dir, read_report, records_between
 from tests.openlineage_events import badly_ended, read_run_files, runs, schema_errors
 
 CODE = ("mainstem", "stages")
@@ -183,7 +184,10 @@ def test_row_counts_are_the_metrics(history: History) -> None:
         found = next(d for d in outputs if d["name"] == str(path))
         return int(found["outputFacets"]["outputStatistics"]["rowCount"])
 
-    assert rows("validate", params.validate.validated_dir) == validated["rows_accepted_total"]
+    assert (
+        rows("validate", batch_dir(params.validate.validated_dir))
+        == validated["rows_accepted_total"]
+    )
     assert rows("merge", params.merge.master_dir) == master["master_rows"]
     assert master["master_rows"] == 36
 
@@ -197,10 +201,10 @@ def test_quality_assertions_are_the_validation_results(history: History) -> None
         raw = next(d for d in event["inputs"] if d["name"] == pack)
         return raw["inputFacets"]["dataQualityAssertions"]["assertions"]
 
-    reports = sorted(
-        (json.loads(p.read_text()) for p in params.validate.validated_dir.glob("*/report.json")),
-        key=lambda r: r["sequence"],
-    )
+    reports = [
+        read_report(params.validate.validated_dir, record.batch_id)
+        for record in records_between(params.validate.validated_dir, 1, 2)
+    ]
     failed = {
         (a.get("column") or "", a["assertion"]) for a in assertions(accepted) if not a["success"]
     }

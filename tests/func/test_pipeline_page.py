@@ -96,8 +96,8 @@ def test_report_pipeline_prints_the_page_it_built(
     assert capsys.readouterr().out.strip() == str(story / PAGE)
     page = (story / PAGE).read_text(encoding="utf-8")
     rejected = read_history(load_params(story)).batches[1].batch_id
-    assert f'href="../data/validated/{rejected}/report.html"' in page
-    assert (story / "data" / "validated" / rejected / "report.html").is_file()
+    assert f'href="batches/{rejected}.html"' in page
+    assert (story / "reports" / "batches" / f"{rejected}.html").read_text().startswith("<!DOCTYPE")
 
 
 def test_report_wants_a_batch_or_the_pipeline(

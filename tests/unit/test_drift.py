@@ -23,6 +23,7 @@ from mainstem.validation.drift_store import drift_meter
 from mainstem.validation.layout import ACCEPTED, REPORT_HTML, read_report, record_of
 from mainstem.validation.metrics import validation_metrics
 from mainstem.validation.report import CONTENT_SECURITY_POLICY
+from mainstem.validation.store import ValidatedStore, refresh
 from tests.unit.raw_batches import (
     ROOT,
     csv_bytes,
@@ -181,10 +182,18 @@ def test_an_incremental_run_and_a_rebuild_write_the_same_drift(params: Params) -
     batches = [_files(_rows(1, 150, 120.0, SUPPLIERS)), _files(_rows(1001, 150, 150.0, SUPPLIERS))]
     _trained_on_first_batch(params, batches)
     _store(params, batches)
-    incremental = stored_file(params.validate.validated_dir, "b2", REPORT_HTML).read_bytes()
-    shutil.rmtree(params.validate.validated_dir)
-    _store(params, batches)
-    assert stored_file(params.validate.validated_dir, "b2", REPORT_HTML).read_bytes() == incremental
+    validated = params.validate.validated_dir
+    incremental = stored_file(validated, "b2", REPORT_HTML).read_bytes()
+    raws = [
+        write_raw_batch(params.ingest.raw_dir / f"b{n}", files, batch_id=f"b{n}", sequence=n)
+        for n, files in enumerate(batches, start=1)
+    ]
+    rebuild = ValidatedStore.at(validated, "new code")
+    refresh(raws, rebuild, v1(), workers=1, drift=drift_meter(params, v1()))
+    record = record_of(validated, "b2")
+    assert record is not None
+    assert record.fingerprint == "new code"
+    assert stored_file(validated, "b2", REPORT_HTML).read_bytes() == incremental
 
 
 def test_a_reference_missing_from_the_cache_is_reported_not_raised(params: Params) -> None:
