@@ -271,6 +271,12 @@ def _remeasured(
     return report, files
 
 
+def _validated_by(validated_dir: Path, record: ValidatedRecord | None, fingerprint: str) -> bool:
+    """Whether `record` says its batch is validated under `fingerprint`: both its records are
+    written (a crash between them leaves the batch to validate again)."""
+    return record.fingerprint == fingerprint and record_at(validated_dir, record.sequence) == record
+
+
 def refresh(
     raw_batches: Sequence[RawBatch | StoredBatch],
     store: ValidatedStore,
@@ -289,7 +295,7 @@ def refresh(
     for at, batch in enumerate(raw_batches):
         record = record_of(validated_dir, batch.batch_id)
         last = at == len(raw_batches) - 1
-        if record is not None and record.fingerprint == store.fingerprint:
+        if record is not None and _validated_by(validated_dir, record, store.fingerprint):
             if last:
                 newest = (read_report_of(store, record), record)
             continue

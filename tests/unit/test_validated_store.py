@@ -169,3 +169,16 @@ def test_an_old_layout_is_cleared_and_the_new_one_kept(tmp_path: Path) -> None:
     assert clear_legacy_validated(validated) == 1
     assert sorted(p.name for p in validated.iterdir()) == [".gitignore", "batch", "index"]
     assert clear_legacy_validated(validated) == 0
+
+
+def test_a_batch_whose_sequence_record_is_missing_is_validated_again(tmp_path: Path) -> None:
+    from mainstem.validation.layout import seq_record_path
+
+    validated = tmp_path / "validated"
+    batches = _batches(tmp_path, 2)
+    validate_all(batches, validated, v1())
+    before = _files_under(validated)
+    seq_record_path(validated, 2).unlink()  # a crash between the id record and this one
+    validate_all(batches, validated, v1())
+    assert _files_under(validated) == before
+    assert last_validated(validated) == 2
