@@ -271,7 +271,7 @@ def _remeasured(
     return report, files
 
 
-def _validated_by(validated_dir: Path, record: ValidatedRecord | None, fingerprint: str) -> bool:
+def _validated_by(validated_dir: Path, record: ValidatedRecord, fingerprint: str) -> bool:
     """Whether `record` says its batch is validated under `fingerprint`: both its records are
     written (a crash between them leaves the batch to validate again)."""
     return record.fingerprint == fingerprint and record_at(validated_dir, record.sequence) == record
