@@ -167,7 +167,7 @@ def test_report_open_without_a_display_prints_the_path(
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     main(["report", batch_id[:6], "--open", "--workspace", str(workspace)])
     captured = capsys.readouterr()
-    assert captured.out.strip().endswith(f"{batch_id}/report.html")
+    assert captured.out.strip().endswith(f"reports/batches/{batch_id}.html")
     assert "no display" in captured.err
 
 
