@@ -75,3 +75,11 @@ class TrainingConfigError(TrainingError):
 
 class RawBatchMissingError(MainstemError):
     """A past raw batch is needed and neither the workspace nor the DVC cache holds its pack."""
+
+
+class RawBatchDroppedError(RawBatchMissingError):
+    """A past raw batch is needed and its pack was dropped by retention (`mainstem gc`)."""
+
+
+class RetentionError(MainstemError):
+    """`mainstem gc` cannot run as asked: a bad age, or a DVC remote it cannot reach."""
