@@ -7,7 +7,7 @@ the age still comes from the commit dates git recorded, only the clock is moved.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mainstem import crashpoints
@@ -262,10 +263,6 @@ def test_a_batch_ingested_but_not_recorded_keeps_its_pack_and_the_one_before(
     assert [d.record.name for d in result.drops] == ["batch-001", "batch-002"]
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-
-
 def _gc_in_child(
     workspace: Path, now: float, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
@@ -326,3 +323,23 @@ def test_a_gc_killed_at_any_write_point_is_finished_by_the_next(
         assert recovered.returncode == 0, recovered.stderr
         assert _end_state(workspace) == expected, labels[k - 1]
         assert git(["status", "--porcelain"], workspace).stdout == "", labels[k - 1]
+
+
+def test_a_commit_whose_pack_was_dropped_still_checks_out_with_its_master(
+    workspace3: Path, tmp_path: Path
+) -> None:
+    collect_garbage(workspace3, 1, time.time() + LATER)
+    commit = _lineage_commit_of(workspace3, "batch-001")
+    clone = tmp_path / "clone"
+    git(["clone", "--quiet", str(workspace3), str(clone)], tmp_path)
+    configure_remote(clone)
+    git(["checkout", "--quiet", commit], clone)
+
+    whole = dvc(["pull"], clone, check=False)
+    assert whole.returncode != 0
+    assert "data/raw/batch.tar" in whole.stderr + whole.stdout
+
+    dvc(["pull", "--quiet", "data/master.parquet", "data/validated"], clone)
+    params = load_params(clone)
+    rows = json.loads(params.merge.metrics_file.read_text())["master_rows"]
+    assert len(pd.read_parquet(params.merge.master_dir)) == rows == 6
