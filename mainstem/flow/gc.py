@@ -22,6 +22,7 @@ from typing import Any
 
 from mainstem import crashpoints
 from mainstem.commands import git
+from mainstem.durable import read_json_object
 from mainstem.errors import LockError, RetentionError
 from mainstem.flow.lineage import record
 from mainstem.flow.retention import Drop, PackAge, gc_message, lineage_date, select_drops
@@ -39,6 +40,7 @@ from mainstem.params import Params, load_params
 
 log = logging.getLogger(__name__)
 GC_TITLE = "gc: "
+MASTER_MANIFEST = "_manifest.json"  # master.MANIFEST; importing that module loads pyarrow
 
 
 @dataclass
@@ -99,9 +101,8 @@ def lineage_commits(root: Path, raw_dir: Path) -> dict[str, tuple[str, int]]:
 
 
 def _merged_through(params: Params) -> int:
-    from mainstem.durable import read_json_object
-
-    manifest = read_json_object(params.merge.master_dir / "_manifest.json") or {}
+    """The sequence of the last batch the master applied; 0 when its manifest has no summary."""
+    manifest = read_json_object(params.merge.master_dir / MASTER_MANIFEST) or {}
     summary = read_summary(manifest)
     return summary.last.sequence if summary and summary.last else 0
 
@@ -115,8 +116,8 @@ def _refuse_while_claimed(params: Params) -> None:
     holder = lock.read_owner(params.ingest.incoming_dir)
     if holder is not None:
         raise LockError(
-            f"batch {holder.batch_id} is claimed by {holder.describe()}; gc waits for no batch "
-            "to be in process: let the run finish (`mainstem process` resumes it), then run "
+            f"batch {holder.batch_id} is claimed by {holder.describe()}; gc runs only while no "
+            "batch is in process: let the run finish (`mainstem process` resumes it), then run "
             "`mainstem gc` again"
         )
 
@@ -200,10 +201,9 @@ def _last_gc_tombstones(root: Path, raw_dir: Path) -> list[Tombstone]:
 
 
 def _tombstone(drop: Drop, keep_days: float) -> Tombstone:
-    r = drop.record
+    r, commit = drop.record, drop.age.commit or ""
     date = lineage_date(drop.age)
-    return Tombstone(r.batch_id, r.sequence, r.name, r.md5, r.size, drop.age.commit or "", date,
-                     keep_days)  # fmt: skip
+    return Tombstone(r.batch_id, r.sequence, r.name, r.md5, r.size, commit, date, keep_days)
 
 
 def collect_garbage(root: Path, keep_days: float, now: float, dry_run: bool = False) -> GcResult:
