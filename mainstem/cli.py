@@ -332,6 +332,33 @@ def _upgrade(args: argparse.Namespace) -> None:
     print(f"upgraded in {commit[:12]}" if commit else "the workspace is up to date; nothing to do")
 
 
+def _gc(args: argparse.Namespace) -> None:
+    from mainstem.flow.gc import collect_garbage, describe_gc
+
+    result = collect_garbage(Path(args.workspace), args.keep_raw, time.time(), args.dry_run)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print("\n".join(describe_gc(result)))
+
+
+def _lineage_check(args: argparse.Namespace) -> None:
+    from mainstem.errors import MainstemError
+    from mainstem.flow.lineage_check import MISSING, check_commit
+
+    missing = 0
+    for rev in args.revs or ["HEAD"]:
+        checks = check_commit(Path(args.workspace), rev)
+        print(f"{rev}:")
+        print("\n".join(f"  {c.describe()}" for c in checks))
+        missing += sum(c.state == MISSING for c in checks)
+    if missing:
+        raise MainstemError(
+            f"{missing} output(s) are in no DVC cache or remote and no retention dropped them; "
+            "push them from a workspace that has them (`dvc push`)"
+        )
+
+
 def _contract_diff(args: argparse.Namespace) -> None:
     from mainstem.errors import MainstemError
     from mainstem.flow.contracts import contract_diff
@@ -653,6 +680,8 @@ def _add_lineage(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     )
     upgrade.set_defaults(func=_upgrade)
 
+    _add_retention(verbs, workspace)
+
     master = verbs.add_parser(
         "diff",
         parents=[workspace],
@@ -662,6 +691,37 @@ def _add_lineage(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     master.add_argument("new", metavar="B", help="a commit, or a batch id or name")
     master.add_argument("--json", action="store_true", help="print the diff as JSON")
     master.set_defaults(func=_master_diff)
+
+
+def _add_retention(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
+    gc = verbs.add_parser(
+        "gc",
+        parents=[workspace],
+        help="drop old raw packs from the DVC cache and remotes, recorded in lineage",
+        description="Drops the raw pack of each batch whose successor's lineage commit is older "
+        "than DAYS from the DVC cache and every DVC remote, after one `gc:` commit that records "
+        "a tombstone per batch. Never the newest batch, nor one not merged yet; refused while a "
+        "batch is claimed; running it twice drops nothing more. Dropped batches can no longer be "
+        "re-validated (docs/storage.md, Retention).",
+    )
+    gc.add_argument(
+        "--keep-raw", type=float, required=True, metavar="DAYS", help="age of raw packs to keep"
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    gc.add_argument("--json", action="store_true", help="print the result as JSON")
+    gc.set_defaults(func=_gc)
+
+    lineage = verbs.add_parser("lineage", help="check what lineage commits pin")
+    lineage_verbs = lineage.add_subparsers(dest="lineage_verb", required=True, metavar="SUBVERB")
+    check = lineage_verbs.add_parser(
+        "check",
+        parents=[workspace],
+        help="whether each output a commit pins is stored, dropped by retention, or missing",
+        description="Looks up each output of each commit's dvc.lock in the DVC cache and remotes, "
+        "without fetching. Exit status 1 when one is missing and retention did not drop it.",
+    )
+    check.add_argument("revs", nargs="*", metavar="REV", help="commits to check (default: HEAD)")
+    check.set_defaults(func=_lineage_check)
 
 
 def _add_stack(verbs: Verbs) -> None:

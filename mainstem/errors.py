@@ -79,3 +79,9 @@ class RawBatchMissingError(MainstemError):
 
 class ValidatedBatchMissingError(MainstemError):
     """A past batch's validated results are needed and the DVC cache does not hold them."""
+class RawBatchDroppedError(RawBatchMissingError):
+    """A past raw batch is needed and its pack was dropped by retention (`mainstem gc`)."""
+
+
+class RetentionError(MainstemError):
+    """`mainstem gc` cannot run as asked: a bad age, or a DVC remote it cannot reach."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from mainstem.durable import read_json_object
 from mainstem.errors import MainstemError
+from mainstem.flow.gc import dropped_by, last_gc
 from mainstem.flow.report_pages import copy_report_page
 from mainstem.intake import lock
 from mainstem.intake.delivery import MANIFEST, READY, scan
@@ -174,6 +175,9 @@ def recent_batches(params: Params, limit: int = _LISTED) -> list[dict[str, Any]]
             rejected_now = report is None or report["status"] == "rejected"
             key = "quarantine" if rejected_now else "quarantined_before"
             entry[key] = str(quarantine / raw.batch_id)
+        dropped = dropped_by(params.root, params.ingest.raw_dir, raw.batch_id)
+        if dropped is not None:
+            entry["raw_dropped"] = dropped
         batches.append((float(raw.sequence), entry))
     for stamp, folder in _refused(params, limit):
         report = read_json_object(folder / REPORT)
@@ -243,6 +247,7 @@ def workspace_status(
         "master_rows": rows,
         "retrain_threshold_rows": threshold(params, variables, airflow),
         "last_decision": last_decision(params),
+        "retention": last_gc(params.root, params.ingest.raw_dir),
     }
 
 
@@ -313,6 +318,12 @@ def _batch_line(batch: dict[str, Any]) -> list[str]:
         lines.append(f"         report: {batch['report']}")
     if batch.get("quarantine"):
         lines.append(f"         quarantined in {batch['quarantine']}")
+    if batch.get("raw_dropped"):
+        dropped = batch["raw_dropped"]
+        lines.append(
+            f"         raw pack dropped by retention on {dropped['dropped_at']} (gc commit "
+            f"{str(dropped['gc_commit'])[:12]}); its results and the master stay"
+        )
     if batch.get("quarantined_before"):
         lines.append(
             f"         accepted now; an earlier delivery was rejected by the contract then in "
@@ -338,6 +349,9 @@ def describe(status: dict[str, Any]) -> list[str]:
         lines.append(f"  Airflow Variable {ROWS_VARIABLE} = {rows['airflow_variable']}")
     limit = status["retrain_threshold_rows"]
     lines.append(f"{THRESHOLD_VARIABLE}: {limit['value']} ({limit['source']})")
+    if status.get("retention"):
+        gc = status["retention"]
+        lines.append(f"retention: last gc {gc['commit'][:12]} on {gc['date']}: {gc['title']}")
     last = status["last_decision"]
     if last is None:
         lines.append("last retrain decision: none recorded yet")

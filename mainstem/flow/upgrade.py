@@ -51,6 +51,7 @@ from mainstem.intake.raw_store import (
     write_pack,
     write_record,
 )
+from mainstem.intake.raw_tombstones import tombstone_of
 from mainstem.params import load_params
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,16 @@ def transfer_packs(root: Path, records: list[RawRecord], verb: str) -> None:
 
 
 def fetch_raw(root: Path) -> int:
-    """Fetch every pack the index names and the DVC cache lacks; how many were missing."""
+    """Fetch every pack the index names and the DVC cache lacks; how many were missing.
+
+    Packs retention dropped (`mainstem gc`) are gone from the remote too, and are not asked for.
+    """
     raw_dir = load_params(root).ingest.raw_dir
-    missing = [r for r in list_raw_batches(raw_dir) if not cached_pack(root, r.md5).is_file()]
+    missing = [
+        r
+        for r in list_raw_batches(raw_dir)
+        if not cached_pack(root, r.md5).is_file() and tombstone_of(raw_dir, r.batch_id) is None
+    ]
     transfer_packs(root, missing, "fetch")
     return len(missing)
 

@@ -40,8 +40,9 @@ from mainstem.durable import (
     write_bytes,
     write_json,
 )
-from mainstem.errors import BatchChangedError, RawBatchMissingError
+from mainstem.errors import BatchChangedError, RawBatchDroppedError, RawBatchMissingError
 from mainstem.intake.delivery import DeliveredFile, open_regular
+from mainstem.intake.raw_tombstones import Tombstone, tombstone_of, tombstone_path
 
 PACK = "batch.tar"
 INDEX = "index"
@@ -292,11 +293,32 @@ def cached_pack(root: Path, md5: str) -> Path:
     return dvc_cache_dir(root) / "files" / "md5" / md5[:2] / md5[2:]
 
 
+def dropped_error(raw_dir: Path, dropped: Tombstone) -> RawBatchDroppedError:
+    """The one line a reader of a pack that retention dropped stops with."""
+    name = f" ({dropped.name})" if dropped.name else ""
+    record = tombstone_path(raw_dir, dropped.batch_id)
+    return RawBatchDroppedError(
+        f"raw batch {dropped.batch_id}{name}, sequence {dropped.sequence}, was dropped by "
+        f"retention (`mainstem gc --keep-raw`; `git log -- {record}` says when): its pack "
+        f"(md5 {dropped.md5}) is gone from the DVC cache and remote, so it cannot be read again. "
+        "`mainstem contract check --batches K` with a K that reaches only kept batches works; "
+        "re-validating every batch (a new contract or validation code) needs the pack back in the "
+        "DVC cache from a backup of your own, or keep the contract and code in force"
+    )
+
+
 def find_pack(raw_dir: Path, root: Path, record: RawRecord) -> Path:
-    """The pack of `record`: the current one when it is that batch's, else DVC's cached copy."""
+    """The pack of `record`: the current one when it is that batch's, else DVC's cached copy.
+
+    A pack retention dropped is refused even while a copy lingers (a gc cut short between its
+    commit and its deletions): lineage says it is gone, so no reader may depend on it.
+    """
     current = pack_path(raw_dir)
     if (pack_meta(current) or {}).get("batch_id") == record.batch_id:
         return current
+    dropped = tombstone_of(raw_dir, record.batch_id)
+    if dropped is not None:
+        raise dropped_error(raw_dir, dropped)
     cached = cached_pack(root, record.md5)
     if cached.is_file():
         return cached
