@@ -75,3 +75,15 @@ class TrainingConfigError(TrainingError):
 
 class RawBatchMissingError(MainstemError):
     """A past raw batch is needed and neither the workspace nor the DVC cache holds its pack."""
+
+
+class RemoteUnreachableError(MainstemError):
+    """A worker cannot reach the lineage git remote or the DVC remote; the message names which."""
+
+
+class HistoryDivergedError(MainstemError):
+    """The lineage remote moved on without this batch's commit; nothing was pushed over it."""
+
+
+class DvcObjectMissingError(MainstemError):
+    """An object a lineage commit names is neither in the DVC cache nor on the DVC remote."""
