@@ -20,6 +20,10 @@ from mainstem.flow.worker import WorkerSettings, finish, prepare, process, proce
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import load_params
 
+# each test runs the batch path up to three times, a dozen DVC and git processes each: at a load
+# of 15 on two cores that is past the suite's default timeout
+pytestmark = pytest.mark.timeout(1800)
+
 
 @pytest.fixture
 def remotes(workspace: Path, tmp_path: Path) -> WorkerSettings:
