@@ -134,6 +134,20 @@ def test_unreachable_git_remote_is_one_clear_error(tmp_path: Path) -> None:
         prepare(settings, tmp_path / "scratch")
 
 
+def test_worker_verb_reports_an_unreachable_remote_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["worker", "process", str(_batch(tmp_path, 1)), "--git-remote", str(tmp_path / "x")]
+
+    with pytest.raises(SystemExit) as stopped:
+        mainstem(args)
+
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("mainstem: error: cannot clone the lineage remote")
+    assert len(error.splitlines()) == 1
+
+
 def test_dvc_remote_that_lost_an_object_is_one_clear_error(
     remotes: WorkerSettings, tmp_path: Path
 ) -> None:
