@@ -54,10 +54,12 @@ def _one_real_batch(workspace: history_bench.Workspace, work: Path) -> int:
     return _tree_bytes(workspace.remote) - before
 
 
-def _pulled(settings: WorkerSettings, scratch: Path) -> Checkout:
+def _pulled(settings: WorkerSettings, scratch: Path) -> tuple[Checkout, int]:
+    """A worker's clone and pull into `scratch`, then removed; the checkout and the clone's size."""
     checkout = prepare(settings, scratch)
+    clone = _tree_bytes(checkout.root / ".git")
     shutil.rmtree(scratch)
-    return checkout
+    return checkout, clone
 
 
 def measure_history(
@@ -66,15 +68,11 @@ def measure_history(
     """Grow the history to `batches`, then what a fresh worker and a kept-cache worker pull."""
     history_bench.grow(workspace, batches)
     _push_lineage(workspace.root)
-    settings = WorkerSettings(str(origin), str(workspace.remote))
-    fresh_scratch = work / f"fresh-{batches}"
-    fresh = prepare(settings, fresh_scratch)
-    clone = _tree_bytes(fresh.root / ".git")
-    shutil.rmtree(fresh_scratch)
+    # a fresh machine's pull fills the cache it then keeps for its next batch
     kept = WorkerSettings(str(origin), str(workspace.remote), work / f"cache-{batches}")
-    _pulled(kept, work / f"warm-{batches}")  # the cache as the worker's last batch left it
+    fresh, clone = _pulled(kept, work / f"fresh-{batches}")
     pushed = _one_real_batch(workspace, work)
-    again = _pulled(kept, work / f"kept-{batches}")
+    again, _clone = _pulled(kept, work / f"kept-{batches}")
     shutil.rmtree(work / f"cache-{batches}")
     return {
         "fresh bytes": fresh.pulled.bytes,
@@ -111,7 +109,8 @@ def _targets(measured: dict[int, dict[str, float]], results: Results) -> None:
                 "at_most",
                 "a worker's clone of a bare lineage remote and `dvc pull validate merge` from a "
                 f"local DVC remote, on P11's synthetic history of {history_bench.PHOTOS}-photo "
-                "batches; the kept cache was filled one real batch earlier. One run each.",
+                "batches; the kept cache is the one the fresh pull filled, one real batch "
+                "earlier. One run each.",
             )
         )
 
