@@ -18,6 +18,7 @@ from benchmarks import (
     merge_bench,
     pipeline_page_bench,
     versioning_bench,
+    worker_pull_bench,
 )
 from benchmarks.results_table import Results
 from benchmarks.sizes import SIZES
@@ -34,6 +35,7 @@ SECTIONS = {
     "P12": explain_bench.run,
     "P13": lineage_bench.run,
     "P14": pipeline_page_bench.run,
+    "P15": worker_pull_bench.run,
 }
 
 

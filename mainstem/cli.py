@@ -120,6 +120,20 @@ def _process(args: argparse.Namespace) -> int:
     return process_status(run)
 
 
+def _worker_process(args: argparse.Namespace) -> int:
+    from mainstem.flow.worker import WorkerSettings, process_batch
+    from mainstem.local.demo import describe
+
+    settings = WorkerSettings(args.git_remote, args.dvc_remote, args.cache_dir, args.branch)
+    done = process_batch(settings, Path(args.batch), args.scratch)
+    print("\n".join(describe(Path(args.batch).name, done.run)))
+    pulled = done.checkout.pulled
+    print(f"  pulled: {pulled.files} objects, {pulled.bytes:,} bytes in {pulled.seconds:.1f} s")
+    if done.commit:
+        print(f"  lineage: {done.outcome} ({done.commit[:12]})")
+    return process_status(done.run)
+
+
 def _configured_airflow_variables(names: tuple[str, ...]) -> VariablesRead:
     """The Variables of the Airflow this process's environment configures, read in process."""
     from mainstem.local.airflow_api import VariablesRead
@@ -487,6 +501,40 @@ def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     process.set_defaults(func=_process)
 
 
+def _add_worker(verbs: Verbs) -> None:
+    worker = verbs.add_parser("worker", help="the batch path on a machine with no workspace")
+    worker_verbs = worker.add_subparsers(dest="worker_verb", required=True, metavar="VERB")
+    process = worker_verbs.add_parser(
+        "process",
+        help="clone the lineage, pull what the batch needs, process it, push data then git",
+        description="Clone the lineage repository from its git remote into a scratch folder, "
+        "pull from the DVC remote only the outputs the batch path extends (not past raw "
+        "batches), carry BATCH through the pipeline, `dvc push`, then `git push` the lineage "
+        "commit. When another worker already pushed this batch, it stops as done; when the "
+        "remote moved on without it, it fails and pushes nothing. Never force-pushes.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    process.add_argument(
+        "batch",
+        help="the claimed batch's folder (its files, or a drop-zone batch with _MANIFEST.json)",
+    )
+    process.add_argument("--git-remote", required=True, metavar="URL", help="the lineage remote")
+    process.add_argument(
+        "--dvc-remote",
+        metavar="URL",
+        help="the DVC remote (default: MAINSTEM_REMOTE_URL, else params.yaml's remote.url)",
+    )
+    process.add_argument(
+        "--cache-dir", type=Path, metavar="DIR", help="a DVC cache this machine keeps"
+    )
+    process.add_argument("--branch", help="the lineage branch (default: the remote's HEAD)")
+    process.add_argument(
+        "--scratch", type=Path, metavar="DIR", help="keep the clone here (default: removed)"
+    )
+    process.set_defaults(func=_worker_process)
+
+
 def _add_retrain(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     retrain = verbs.add_parser("retrain", help="the retrain policy: whether to train now, and why")
     retrain_verbs = retrain.add_subparsers(dest="retrain_verb", required=True, metavar="SUBVERB")
@@ -779,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     workspace = _workspace_option()
     _add_flow_verbs(verbs, workspace)
+    _add_worker(verbs)
     _add_retrain(verbs, workspace)
     _add_contract(verbs, workspace)
     _add_samples(verbs)

@@ -85,3 +85,13 @@ class RawBatchDroppedError(RawBatchMissingError):
 
 class RetentionError(MainstemError):
     """`mainstem gc` cannot run as asked: a bad age, or a DVC remote it cannot reach."""
+class RemoteUnreachableError(MainstemError):
+    """A worker cannot reach the lineage git remote or the DVC remote; the message names which."""
+
+
+class HistoryDivergedError(MainstemError):
+    """The lineage remote moved on without this batch's commit; nothing was pushed over it."""
+
+
+class DvcObjectMissingError(MainstemError):
+    """An object a lineage commit names is neither in the DVC cache nor on the DVC remote."""

@@ -185,3 +185,9 @@ def record(root: Path, paths: list[Path], message: str) -> str | None:
     commit = git(["rev-parse", "HEAD"], root).stdout.strip()
     log.info("lineage: recorded %s", commit[:12])
     return commit
+
+
+def batch_of_subject(subject: str) -> str | None:
+    """The batch id a lineage commit's title names; None for any other commit."""
+    found = _BATCH_TITLE.match(subject)
+    return found.group(1) if found else None
