@@ -75,3 +75,19 @@ class TrainingConfigError(TrainingError):
 
 class RawBatchMissingError(MainstemError):
     """A past raw batch is needed and neither the workspace nor the DVC cache holds its pack."""
+
+
+class DropZoneError(MainstemError):
+    """The S3 drop zone (`ingest.incoming_dir: s3://...`) refused or failed a request."""
+
+
+class DropZoneUnreachableError(DropZoneError):
+    """The S3 endpoint of the drop zone does not answer."""
+
+
+class DropZoneBucketMissingError(DropZoneError):
+    """The drop zone's bucket does not exist."""
+
+
+class DropZoneAccessDeniedError(DropZoneError):
+    """The credentials are missing or may not read or write the drop zone."""
