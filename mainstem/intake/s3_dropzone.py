@@ -20,7 +20,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from mainstem.durable import canonical_json, fsync_dir, storage_errors, write_bytes
@@ -109,8 +109,8 @@ def entry_keys(s3: Any, zone: DropZone, name: str) -> list[str]:
 
 def safe_relative(rel: str) -> bool:
     """Whether an object's path inside its batch can be written under a local folder as is."""
-    parts = PurePosixPath(rel).parts
-    return bool(parts) and not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+    # Split by hand: PurePosixPath would fold `a//b` and `./a` into names other keys may hold.
+    return all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
 def fetch(s3: Any, zone: DropZone, entry: Entry, target: Path) -> list[str]:
