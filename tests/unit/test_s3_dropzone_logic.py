@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,12 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from mainstem.errors import (
     DropZoneAccessDeniedError,
     DropZoneBucketMissingError,
+    DropZoneError,
     DropZoneUnreachableError,
     ParamsError,
 )
 from mainstem.intake.lock import LockOwner
-from mainstem.intake.s3_client import S3Answer, drop_zone_errors, outcome_of
+from mainstem.intake.s3_client import S3Answer, drop_zone_errors, outcome_of, retried
 from mainstem.intake.s3_dropzone import safe_relative
 from mainstem.intake.s3_layout import (
     DropZone,
@@ -214,3 +216,34 @@ def test_a_local_incoming_dir_has_no_drop_zone(tmp_path: Path) -> None:
     ingest = load_params(_params_with(tmp_path)).ingest
     assert ingest.drop_zone_url == ""
     assert ingest.incoming_dir.name == "incoming"
+
+
+def _answers(*errors: ClientError | None) -> Callable[[], str]:
+    """A stand-in for one S3 request that fails with `errors` in turn, then succeeds."""
+    pending = list(errors)
+
+    def call() -> str:
+        error = pending.pop(0) if pending else None
+        if error is not None:
+            raise error
+        return "done"
+
+    return call
+
+
+def test_a_409_is_retried_until_the_request_goes_through() -> None:
+    conflict = _client_error(409, "ConditionalRequestConflict")
+    assert retried(_answers(conflict, conflict), "claim", "s3://b/p", pause=0) == "done"
+
+
+def test_a_409_that_never_clears_is_a_drop_zone_error() -> None:
+    conflict = _client_error(409, "ConditionalRequestConflict")
+    with pytest.raises(DropZoneError, match="after 3 attempts"):
+        retried(_answers(*[conflict] * 3), "claim", "s3://b/p", attempts=3, pause=0)
+
+
+def test_a_412_is_not_retried_the_claimant_lost() -> None:
+    lost = _client_error(412, "PreconditionFailed")
+    with pytest.raises(S3Answer) as caught:
+        retried(_answers(lost), "claim", "s3://b/p", pause=0)
+    assert caught.value.outcome == "lost"
