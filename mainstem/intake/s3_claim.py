@@ -150,9 +150,12 @@ def _claim_held(me: Claimant, held: Lease) -> ClaimResult:
     if isinstance(result, Claimed) and result.owner.run_id != held.owner.run_id:
         lease = swap_lease(me.s3, me.zone, held, result.owner)
         if lease is None:
-            raise LockError(
-                f"run {me.run_id} resumed batch {result.batch_id} here, but its lease on "
-                f"{me.zone.entry_url(held.name)} was taken over by another claimant; it stops"
+            # Another worker took the batch over: it is theirs to finish; ours is dropped here.
+            lock.release(me.staging)
+            _empty_staging(me.staging)
+            return Idle(
+                f"batch {result.batch_id} ({me.zone.entry_url(held.name)}) was taken over by "
+                "another claimant; this workspace dropped its copy"
             )
         _remember(me.staging, lease)
     elif isinstance(result, Rejected):

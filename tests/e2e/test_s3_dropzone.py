@@ -27,7 +27,7 @@ from mainstem.errors import (
     LockError,
 )
 from mainstem.flow.batch import process_next_batch
-from mainstem.intake import s3_dropzone
+from mainstem.intake import lock, s3_dropzone
 from mainstem.intake.dropfolder import Claimed, Idle, Rejected, claim_batch, release_batch
 from mainstem.intake.s3_claim import read_held, renew
 from mainstem.intake.s3_client import client
@@ -162,8 +162,51 @@ def test_a_stale_lease_is_taken_over_and_the_old_holder_stops(
     with pytest.raises(LockError):
         release_batch(old, None, first.owner)
     assert any(k.endswith("/slow/_READY") for k in keys_under(zone_url))  # nothing cleared
+    lock.give_up(old.incoming_dir, "run-old")  # what the runner does when a step fails
+    again = claim_batch(old, "run-old-next", now + 130)
+    assert isinstance(again, Idle)
+    assert "taken over by another claimant" in again.reason
+    assert read_held(old.incoming_dir) is None
+    assert not (old.incoming_dir / "_PROCESSING").exists()
 
     release_batch(new, None, recovered.owner)
+    assert keys_under(zone_url) == []
+
+
+HOLDER = """
+import json, sys, time
+from dataclasses import replace
+from pathlib import Path
+from mainstem.intake.dropfolder import claim_batch
+from tests.conftest import ingest_params
+params = replace(ingest_params(Path(sys.argv[1])), drop_zone_url=sys.argv[2])
+result = claim_batch(params, "run-killed", time.time(), one_process=True)
+print(json.dumps({"batch_id": result.batch_id}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_lease_whose_holder_was_killed_is_taken_over_at_once(
+    zone_url: str, tmp_path: Path
+) -> None:
+    submit_to_s3([small_batch(tmp_path / "batch")], zone_url, "killed")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "a"), zone_url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    claimed = json.loads(holder.stdout.readline())
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+
+    params = s3_params(tmp_path / "b", zone_url)  # stale only after an hour of silence
+    recovered = claim_batch(params, "run-survivor", time.time())
+
+    assert isinstance(recovered, Claimed)
+    assert recovered.batch_id == claimed["batch_id"]
+    release_batch(params, None, recovered.owner)
     assert keys_under(zone_url) == []
 
 
