@@ -14,13 +14,15 @@ then the staging folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mainstem.durable import read_json_object, storage_errors, write_json
+from mainstem import crashpoints
+from mainstem.durable import clear_stale_tmp, read_json_object, storage_errors, write_json
 from mainstem.errors import DropZoneError, LockError
 from mainstem.intake import lock, s3_dropzone
 from mainstem.intake.delivery import CLAIM_TMP_PREFIX, read_delivery, scan
@@ -44,6 +46,7 @@ from mainstem.intake.s3_lease import (
     next_move,
     read_lease,
     renew_lease,
+    swap_held,
     swap_lease,
 )
 from mainstem.params import IngestParams
@@ -65,12 +68,19 @@ def read_held(staging: Path) -> Lease | None:
     raw = read_json_object(staging / HELD)
     if raw is None:
         return None
-    return Lease(str(raw["name"]), LockOwner(**raw["owner"]), str(raw["etag"]))
+    try:
+        return Lease(str(raw["name"]), LockOwner(**raw["owner"]), str(raw["etag"]))
+    except (KeyError, TypeError) as exc:
+        raise DropZoneError(
+            f"{staging / HELD} is not a lease record ({exc}); remove it and the staging "
+            "folder's files, then claim again"
+        ) from exc
 
 
 def _remember(staging: Path, lease: Lease) -> None:
     with storage_errors(f"could not record the lease in {staging}"):
         staging.mkdir(parents=True, exist_ok=True)
+        crashpoints.reach("s3 record lease")
         write_json(staging / HELD, asdict(lease))
 
 
@@ -106,12 +116,15 @@ def claim_from_s3(
     """Take the oldest ready batch of the S3 drop zone, or carry on with the one we hold."""
     s3, zone = open_zone(params)
     me = Claimant(s3, zone, params, run_id, now, one_process)
+    if me.staging.is_dir():  # a claimant killed while recording its lease left its scratch file
+        clear_stale_tmp(me.staging / HELD)
     held = read_held(me.staging)
     if held is not None:
         if lock.read_owner(me.staging) is not None:
             return _claim_held(me, held)
         # A fetch cut short: give the batch back whole and start over from the listing.
-        drop_lease(s3, zone, held)
+        with contextlib.suppress(LockError):  # someone took it over since: theirs now
+            drop_lease(s3, zone, held)
         _empty_staging(me.staging)
     elif _holds_files(me.staging):
         raise DropZoneError(
@@ -148,7 +161,7 @@ def _claim_held(me: Claimant, held: Lease) -> ClaimResult:
     """The staging folder holds a claimed batch: the local claim resumes or recovers it."""
     result = me.claim_locally()
     if isinstance(result, Claimed) and result.owner.run_id != held.owner.run_id:
-        lease = swap_lease(me.s3, me.zone, held, result.owner)
+        lease = swap_held(me.s3, me.zone, held, result.owner)
         if lease is None:
             # Another worker took the batch over: it is theirs to finish; ours is dropped here.
             lock.release(me.staging)
@@ -258,7 +271,7 @@ def release_to_s3(
     held = read_held(staging)
     if held is not None:
         s3, zone = open_zone(params)
-        lease = held if owner is None else _still_ours(s3, zone, held, owner)
+        lease = held if owner is None else _still_ours(s3, zone, staging, held, owner)
         if lease is not None:
             if rejected_report is None:
                 s3_dropzone.clear(s3, zone, held.name)
@@ -273,13 +286,18 @@ def release_to_s3(
     return leftovers
 
 
-def _still_ours(s3: Any, zone: DropZone, held: Lease, owner: LockOwner) -> Lease | None:
+def _still_ours(
+    s3: Any, zone: DropZone, staging: Path, held: Lease, owner: LockOwner
+) -> Lease | None:
     """Our lease renewed, or None when the batch is already gone from S3 (released before)."""
     try:
-        return renew_lease(s3, zone, held, owner)
+        lease = renew_lease(s3, zone, held, owner)
     except LockError:
         if read_lease(s3, zone, held.name) is None and not s3_dropzone.entry_keys(
             s3, zone, held.name
         ):
             return None
         raise
+    # Remembered before anything is cleared: a crash from here on resumes with this ETag.
+    _remember(staging, lease)
+    return lease

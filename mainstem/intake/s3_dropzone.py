@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from mainstem import crashpoints
 from mainstem.durable import canonical_json, fsync_dir, storage_errors, write_bytes
 from mainstem.errors import DropZoneError
 from mainstem.intake.delivery import MANIFEST, READY
@@ -131,6 +132,7 @@ def fetch(s3: Any, zone: DropZone, entry: Entry, target: Path) -> list[str]:
             local.parent.mkdir(parents=True, exist_ok=True)
             folders.add(local.parent)
             key = zone.file_key(entry.name, rel)
+            crashpoints.reach("s3 fetch object")
             download = partial(s3.download_file, zone.bucket, key, str(local))
             retried(download, f"fetch {key}", zone.url)
         for folder in folders:
@@ -143,6 +145,7 @@ def fetch(s3: Any, zone: DropZone, entry: Entry, target: Path) -> list[str]:
 
 def _delete(s3: Any, zone: DropZone, keys: Iterable[str]) -> None:
     for key in keys:
+        crashpoints.reach("s3 delete object")
         retried(partial(s3.delete_object, Bucket=zone.bucket, Key=key), f"remove {key}", zone.url)
 
 
@@ -156,18 +159,23 @@ def clear(s3: Any, zone: DropZone, name: str) -> None:
 def quarantine(s3: Any, zone: DropZone, name: str, batch_id: str, report: dict[str, Any]) -> str:
     """Copy batch `name` to `_quarantine/<batch_id>/` with `report`, then clear it; its URL.
 
-    Copies of objects already moved by an interrupted earlier attempt are skipped.
+    Copies of objects already moved by an interrupted earlier attempt are skipped; a batch with
+    no objects left is not quarantined again.
     """
     destination = zone.quarantine_prefix(batch_id)
+    keys = entry_keys(s3, zone, name)
+    if not keys:  # moved already, or released: nothing to put in quarantine
+        return f"s3://{zone.bucket}/{destination}"
     body = canonical_json(report)
     retried(
         lambda: s3.put_object(Bucket=zone.bucket, Key=destination + REPORT, Body=body),
         f"write the report of {name}",
         zone.url,
     )
-    for rel in payload_of(zone, name, entry_keys(s3, zone, name)):
+    for rel in payload_of(zone, name, keys):
         source = zone.file_key(name, rel)
         copy = destination + (MANIFEST if rel == MANIFEST else f"files/{rel}")
+        crashpoints.reach("s3 quarantine copy")
         try:
             retried(
                 partial(

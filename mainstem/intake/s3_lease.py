@@ -19,6 +19,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from mainstem import crashpoints
 from mainstem.errors import LockError
 from mainstem.intake import lock
 from mainstem.intake.lock import LockOwner
@@ -83,6 +84,7 @@ def read_lease(s3: Any, zone: DropZone, name: str) -> Lease | None:
 
 def _put(s3: Any, zone: DropZone, name: str, owner: LockOwner, condition: dict[str, str]) -> str:
     key = zone.lease_key(name)
+    crashpoints.reach("s3 write lease")
     answer = retried(
         lambda: s3.put_object(Bucket=zone.bucket, Key=key, Body=encode(owner), **condition),
         f"write the lease of {name}",
@@ -112,9 +114,28 @@ def swap_lease(s3: Any, zone: DropZone, current: Lease, owner: LockOwner) -> Lea
         raise
 
 
+def _same_claim(a: LockOwner, b: LockOwner) -> bool:
+    return a.run_id == b.run_id and a.claimed_at == b.claimed_at
+
+
+def swap_held(s3: Any, zone: DropZone, held: Lease, owner: LockOwner) -> Lease | None:
+    """`swap_lease` from the lease we last recorded, or from a later one our own claim wrote.
+
+    A process that died between a lease write and recording its ETag leaves a lease that is
+    still this claim's (same run, same claim time) under an ETag nobody recorded: it is ours.
+    """
+    swapped = swap_lease(s3, zone, held, owner)
+    if swapped is not None:
+        return swapped
+    current = read_lease(s3, zone, held.name)
+    if current is None or not _same_claim(current.owner, held.owner):
+        return None
+    return swap_lease(s3, zone, current, owner)
+
+
 def renew_lease(s3: Any, zone: DropZone, lease: Lease, owner: LockOwner) -> Lease:
     """The heartbeat: re-stamp our lease; a LockError when it is ours no more (stop writing)."""
-    renewed = swap_lease(s3, zone, lease, owner)
+    renewed = swap_held(s3, zone, lease, owner)
     if renewed is None:
         holder = read_lease(s3, zone, lease.name)
         held_by = holder.owner.describe() if holder else "nobody"
@@ -128,6 +149,7 @@ def renew_lease(s3: Any, zone: DropZone, lease: Lease, owner: LockOwner) -> Leas
 def drop_lease(s3: Any, zone: DropZone, lease: Lease) -> None:
     """Delete our lease; gone already is fine, someone else's is a LockError and stays."""
     key = zone.lease_key(lease.name)
+    crashpoints.reach("s3 release lease")
     try:
         retried(
             lambda: s3.delete_object(Bucket=zone.bucket, Key=key, IfMatch=lease.etag),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from mainstem import crashpoints
 from mainstem.errors import (
     DropZoneAccessDeniedError,
     DropZoneBucketMissingError,
@@ -28,6 +29,7 @@ from mainstem.errors import (
 )
 from mainstem.flow.batch import process_next_batch
 from mainstem.intake import lock, s3_dropzone
+from mainstem.intake.delivery import scan
 from mainstem.intake.dropfolder import Claimed, Idle, Rejected, claim_batch, release_batch
 from mainstem.intake.s3_claim import read_held, renew
 from mainstem.intake.s3_client import client
@@ -105,19 +107,28 @@ def small_batch(folder: Path, number: int = 1) -> Path:
     return make_batch(folder, BatchSpec(number, first_id=number * 100, rows=6, image_size=16))
 
 
-CLAIMANT = """
+# What a claimant process runs: the ingest_params folders, without importing the test suite.
+PRELUDE = """
 import json, sys, time
-from dataclasses import replace
 from pathlib import Path
-from mainstem.intake.dropfolder import claim_batch
-from tests.conftest import ingest_params
-root, url, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-params = replace(ingest_params(root), drop_zone_url=url)
+from mainstem.intake.dropfolder import Claimed, claim_batch, release_batch
+from mainstem.params import IngestParams
+root, url = Path(sys.argv[1]), sys.argv[2]
+params = IngestParams(
+    root / "incoming", root / "claimed_batch.json", root / "raw", root / "quarantine",
+    3600, 0, 600, drop_zone_url=url,
+)
+"""
+CLAIMANT = (
+    PRELUDE
+    + """
+start = float(sys.argv[3])
 while time.time() < start:
     time.sleep(0.001)
 result = claim_batch(params, f"worker-{root.name}", time.time())
 print(json.dumps({"kind": type(result).__name__, "batch_id": getattr(result, "batch_id", None)}))
 """
+)
 
 
 def test_of_several_claimant_processes_exactly_one_claims_the_batch(
@@ -173,17 +184,14 @@ def test_a_stale_lease_is_taken_over_and_the_old_holder_stops(
     assert keys_under(zone_url) == []
 
 
-HOLDER = """
-import json, sys, time
-from dataclasses import replace
-from pathlib import Path
-from mainstem.intake.dropfolder import claim_batch
-from tests.conftest import ingest_params
-params = replace(ingest_params(Path(sys.argv[1])), drop_zone_url=sys.argv[2])
+HOLDER = (
+    PRELUDE
+    + """
 result = claim_batch(params, "run-killed", time.time(), one_process=True)
 print(json.dumps({"batch_id": result.batch_id}), flush=True)
 time.sleep(600)
 """
+)
 
 
 def test_a_lease_whose_holder_was_killed_is_taken_over_at_once(
@@ -208,6 +216,58 @@ def test_a_lease_whose_holder_was_killed_is_taken_over_at_once(
     assert recovered.batch_id == claimed["batch_id"]
     release_batch(params, None, recovered.owner)
     assert keys_under(zone_url) == []
+
+
+WORKER = (
+    PRELUDE
+    + """
+result = claim_batch(params, "run-1", time.time(), one_process=True)
+if isinstance(result, Claimed):
+    release_batch(params, None, result.owner)
+"""
+)
+
+
+def _worker_run(root: Path, url: str, env: dict[str, str]) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(root), url], cwd=ROOT, env={**os.environ, **env}
+    )
+    return done.returncode
+
+
+def test_a_worker_killed_at_any_s3_write_point_leaves_a_batch_the_next_claim_finishes(
+    zone_url: str, tmp_path: Path
+) -> None:
+    folder = make_batch(tmp_path / "batch", BatchSpec(1, first_id=1, rows=2, image_size=8))
+    trace = tmp_path / "trace.txt"
+    submit_to_s3([folder], zone_url, "clean")
+    counter = {crashpoints.COUNTER: str(tmp_path / "count"), crashpoints.TRACE: str(trace)}
+    assert _worker_run(tmp_path / "traced", zone_url, counter) == 0
+    points = crashpoints.read_trace(trace)
+    assert {"s3 write lease", "s3 fetch object", "s3 delete object", "s3 release lease"} <= set(
+        points
+    )
+    expected = ingest_params(tmp_path / "traced").claimed_batch.read_text(encoding="utf-8")
+    # After the lease is gone the local drop folder's own release runs, which its crash tests
+    # cover; there a real run resumes from the raw store, which this test does not fill.
+    s3_points = points.index("s3 release lease") + 1
+    for n in range(1, s3_points + 1):
+        zone = f"{zone_url}-{n}"
+        root = tmp_path / f"crash-{n}"
+        submit_to_s3([folder], zone, "clean")
+        env = {crashpoints.COUNTER: str(root) + ".count", crashpoints.CRASH_AT: str(n)}
+        assert _worker_run(root, zone, env) == -signal.SIGKILL, points[n - 1]
+
+        params = s3_params(root, zone)
+        for _attempt in range(3):
+            result = claim_batch(params, "run-2", time.time(), one_process=True)
+            if not isinstance(result, Claimed):
+                break
+            assert params.claimed_batch.read_text(encoding="utf-8") == expected
+            release_batch(params, None, result.owner)
+        assert keys_under(zone) == [], points[n - 1]
+        assert read_held(params.incoming_dir) is None
+        assert scan(params.incoming_dir) == ([], [])
 
 
 def test_a_batch_rejected_at_the_claim_sits_in_quarantine_with_its_report(
