@@ -90,10 +90,23 @@ def _submit(args: argparse.Namespace) -> None:
     from mainstem.intake.submit import submit
     from mainstem.params import load_params
 
-    incoming = load_params(args.workspace).ingest.incoming_dir
+    if args.to is not None:
+        _submit_to_s3(args, args.to, "")
+        return
+    ingest = load_params(args.workspace).ingest
+    if ingest.drop_zone_url:
+        _submit_to_s3(args, ingest.drop_zone_url, ingest.s3_endpoint_url)
+        return
+    incoming = ingest.incoming_dir
     manifest = submit([Path(p) for p in args.paths], incoming, args.name)
     files = manifest["files"]
     print(f"delivered {len(files) if isinstance(files, list) else 0} files to {incoming}")
+
+
+def _submit_to_s3(args: argparse.Namespace, zone: str, endpoint: str) -> None:
+    from mainstem.intake.s3_submit import submit_to_s3
+
+    print(f"delivered to {submit_to_s3([Path(p) for p in args.paths], zone, args.name, endpoint)}")
 
 
 def process_status(run: BatchRun) -> int:
@@ -485,6 +498,12 @@ def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
     )
     submit.add_argument("paths", nargs="+", help="files or folders to deliver")
     submit.add_argument("--name", help="a name for the batch, kept in its lineage")
+    submit.add_argument(
+        "--to",
+        metavar="s3://BUCKET/PREFIX",
+        help="deliver into this S3 drop zone instead of the workspace's drop folder "
+        "(endpoint and credentials from the AWS environment variables)",
+    )
     submit.set_defaults(func=_submit)
 
     process = verbs.add_parser(

@@ -95,3 +95,17 @@ class HistoryDivergedError(MainstemError):
 
 class DvcObjectMissingError(MainstemError):
     """An object a lineage commit names is neither in the DVC cache nor on the DVC remote."""
+class DropZoneError(MainstemError):
+    """The S3 drop zone (`ingest.incoming_dir: s3://...`) refused or failed a request."""
+
+
+class DropZoneUnreachableError(DropZoneError):
+    """The S3 endpoint of the drop zone does not answer."""
+
+
+class DropZoneBucketMissingError(DropZoneError):
+    """The drop zone's bucket does not exist."""
+
+
+class DropZoneAccessDeniedError(DropZoneError):
+    """The credentials are missing or may not read or write the drop zone."""

@@ -30,6 +30,7 @@ METRIC_DIRECTIONS = {  # True: higher is better
 IMAGE_FEATURES = ("mean_rgb", "grey_4x4")
 
 DEFAULT_DRIFT_REFERENCE = "models/drift_reference.json"
+DEFAULT_S3_STAGING = "data/incoming"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class IngestParams:
     stale_lock_seconds: int
     dead_owner_grace_seconds: int
     manifest_deadline_seconds: int
+    # `ingest.incoming_dir: s3://bucket/prefix` puts the drop zone on S3; `incoming_dir` is then
+    # the local folder a claimed batch is fetched into (`ingest.s3_staging_dir`).
+    drop_zone_url: str = ""
+    s3_endpoint_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,20 @@ def _train_params(train: _Section) -> TrainParams:
     )
 
 
+def _on_s3(incoming: str) -> bool:
+    return incoming.startswith("s3://")
+
+
+def _local_drop_folder(ingest: _Section, drop_zone: str, root: Path) -> Path:
+    """The drop folder on disk: `incoming_dir`, or with an S3 drop zone the folder a claimed
+    batch is fetched into."""
+    if not drop_zone:
+        return ingest.path("incoming_dir")
+    if ingest.has("s3_staging_dir"):
+        return ingest.path("s3_staging_dir")
+    return root / DEFAULT_S3_STAGING
+
+
 def load_params(root: Path | str = ".") -> Params:
     """Read `<root>/params.yaml` into typed sections with paths resolved against root."""
     root = Path(root).resolve()
@@ -265,6 +284,7 @@ def load_params(root: Path | str = ".") -> Params:
         raise ParamsError(f"{path} must hold a mapping of sections")
 
     ingest = _Section(raw, "ingest", root)
+    drop_zone = ingest.text("incoming_dir") if _on_s3(ingest.text("incoming_dir")) else ""
     validate = _Section(raw, "validate", root)
     merge = _Section(raw, "merge", root)
     lineage = _Section(raw, "lineage", root)
@@ -276,13 +296,15 @@ def load_params(root: Path | str = ".") -> Params:
     return Params(
         root=root,
         ingest=IngestParams(
-            incoming_dir=ingest.path("incoming_dir"),
+            incoming_dir=_local_drop_folder(ingest, drop_zone, root),
             claimed_batch=ingest.path("claimed_batch"),
             raw_dir=ingest.path("raw_dir"),
             quarantine_dir=ingest.path("quarantine_dir"),
             stale_lock_seconds=ingest.integer("stale_lock_seconds", minimum=1),
             dead_owner_grace_seconds=ingest.integer("dead_owner_grace_seconds"),
             manifest_deadline_seconds=ingest.integer("manifest_deadline_seconds"),
+            drop_zone_url=drop_zone,
+            s3_endpoint_url=ingest.text("s3_endpoint_url") if ingest.has("s3_endpoint_url") else "",
         ),
         validate=ValidateParams(
             dataset=dataset,

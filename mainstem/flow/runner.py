@@ -70,7 +70,12 @@ def run_step(flow: Flow, name: str, run: FlowRun, state: StepState) -> StepState
     """Run one step of `flow`; the state with its output merged in, or None to end the path."""
     step = flow.step(name)
     if step.holds_lock:
-        run.owner = hold_lock(run.params.ingest.incoming_dir, run.owner_id)
+        ingest = run.params.ingest
+        run.owner = hold_lock(ingest.incoming_dir, run.owner_id)
+        if ingest.drop_zone_url:
+            from mainstem.intake.s3_claim import renew  # boto3 only for an S3 drop zone
+
+            renew(ingest, run.owner)
     output = step.function()(run, state)
     if output is None:
         return None

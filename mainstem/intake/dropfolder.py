@@ -166,7 +166,12 @@ def claim_batch(
     """Take the batch waiting in the drop folder, or recover one whose holder died or gave up.
 
     `one_process` says the claiming run lives and dies with this process (see `lock.LockOwner`).
+    With `ingest.incoming_dir: s3://...` the batch comes from the S3 drop zone (`s3_claim`).
     """
+    if params.drop_zone_url:
+        from mainstem.intake.s3_claim import claim_from_s3
+
+        return claim_from_s3(params, run_id, now, one_process)
     incoming = params.incoming_dir
     if not incoming.is_dir():
         return Idle(f"drop folder {incoming} does not exist")
@@ -411,6 +416,10 @@ def release_batch(
     With `owner`, nothing is touched unless the lock is still that claim, and the lock is dropped
     only while it is (see `lock.release`); otherwise a LockError says who holds it now.
     """
+    if params.drop_zone_url:
+        from mainstem.intake.s3_claim import release_to_s3
+
+        return release_to_s3(params, rejected_report, owner)
     incoming = params.incoming_dir
     if owner is not None:
         lock.heartbeat(incoming, owner, time.time())
