@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,16 @@ def stack_up(
     return state
 
 
+def stop_waves(records: list[ProcessRecord]) -> list[list[ProcessRecord]]:
+    """The order to stop a stack's processes in, each wave all at once: Celery workers (they
+    finish their tasks), then Airflow's components, then the services they use (MLflow, the
+    broker). PostgreSQL is left out: it is stopped last, by its own pg_ctl."""
+    workers = [r for r in records if r.name.startswith("celery ")]
+    airflow = [r for r in records if r.name.startswith("airflow ")]
+    rest = [r for r in records if r.name != "postgres" and r not in workers + airflow]
+    return [wave for wave in (workers, airflow, rest) if wave]
+
+
 def stack_down(state_dir: Path) -> list[str]:
     """Stop what `stack_up` recorded in `state_dir`; the names of the processes stopped."""
     state_file = state_dir.resolve() / STATE_FILE
@@ -167,12 +178,11 @@ def stack_down(state_dir: Path) -> list[str]:
         raise MainstemError(f"no stack recorded in {state_dir}; nothing to stop") from None
     stopped = []
     # Airflow first (its tasks may write to MLflow and PostgreSQL), PostgreSQL last.
-    for record in reversed(_records(state)):
-        if record.name == "postgres":
-            continue
-        if record.alive():
-            record.stop()
-            stopped.append(record.name)
+    for wave in stop_waves(_records(state)):
+        alive = [record for record in wave if record.alive()]
+        with ThreadPoolExecutor(max_workers=max(1, len(alive))) as pool:
+            list(pool.map(ProcessRecord.stop, alive))
+        stopped += [record.name for record in alive]
     postgres = PostgresCluster(Path(state["postgres"]["root"]), int(state["postgres"]["port"]))
     try:
         if postgres.running():

@@ -1,10 +1,12 @@
-"""What a Celery worker of the local stack shares with the rest, and what it keeps to itself."""
+"""What a Celery worker of the local stack keeps to itself; the order a stack stops in."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from mainstem.local.celery_stack import CeleryServices, celery_settings, worker_settings
+from mainstem.local.services import ProcessRecord
+from mainstem.local.stack import stop_waves
 
 FOLDER_KEYS = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__LOGGING__BASE_LOG_FOLDER")
 
@@ -46,3 +48,24 @@ def test_task_results_go_to_the_metadata_database_not_the_broker() -> None:
         "db+postgresql+psycopg2://postgres@127.0.0.1:5432/airflow"
     )
     assert settings["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "2"
+
+
+def test_a_stack_stops_workers_then_airflow_then_the_services_they_use() -> None:
+    names = [
+        "postgres", "redis", "mlflow", "airflow api-server", "airflow scheduler",
+        "celery worker-1", "celery worker-2",
+    ]  # fmt: skip
+    records = [ProcessRecord(name, pid, 0.0) for pid, name in enumerate(names, start=100)]
+    waves = [[record.name for record in wave] for wave in stop_waves(records)]
+    assert waves == [
+        ["celery worker-1", "celery worker-2"],
+        ["airflow api-server", "airflow scheduler"],
+        ["redis", "mlflow"],
+    ]
+
+
+def test_a_local_stack_stops_airflow_before_mlflow() -> None:
+    names = ["postgres", "mlflow", "airflow api-server", "airflow scheduler"]
+    records = [ProcessRecord(name, pid, 0.0) for pid, name in enumerate(names, start=100)]
+    waves = [[record.name for record in wave] for wave in stop_waves(records)]
+    assert waves == [["airflow api-server", "airflow scheduler"], ["mlflow"]]
