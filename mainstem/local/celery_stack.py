@@ -41,6 +41,9 @@ def celery_settings(broker_url: str, database_url: str, concurrency: int) -> dic
         # Task states go to the metadata database, not to Redis (Airflow warns against that).
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{database_url}",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(concurrency),
+        # Sending a task to the broker times out after 1 s by default, and the task fails: too
+        # short for a laptop busy starting a dozen Python processes.
+        "AIRFLOW__CELERY__OPERATION_TIMEOUT": "10",
     }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
+from mainstem.local.airflow_api import AirflowApi
 from mainstem.local.airflow_launcher import AirflowStack
 from mainstem.local.services import PG_BIN, free_port
 from mainstem.local.stack import StackPorts, describe_stack, stack_down, stack_up
@@ -68,6 +69,17 @@ def celery_stack(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[d
     assert left == [], "stack down left processes running"
 
 
+def _log_tails(state: dict[str, Any]) -> str:
+    """The ends of the scheduler's and the workers' logs, to say why a task failed."""
+    logs = [Path(state["airflow_home"]) / "process-logs" / "scheduler.log"]
+    logs += [Path(worker["dir"]) / "worker.log" for worker in state["celery"]["workers"]]
+    return "\n".join(
+        f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        for log in logs
+        if log.exists()
+    )
+
+
 def _pid_of(state: dict[str, Any], name: str) -> int:
     [pid] = [record["pid"] for record in state["processes"] if record["name"] == name]
     return int(pid)
@@ -88,10 +100,12 @@ def test_tasks_run_on_both_celery_workers_and_never_on_the_scheduler(
         port=int(state["urls"]["airflow"].rsplit(":", 1)[1]),
         owns_processes=False,
     )
+    # A machine shared by many test runs can keep the api-server from answering within 30 s.
+    airflow._client = AirflowApi(airflow.url, airflow.password_file(), timeout=120)
     run_id = airflow.trigger(PROBE_DAG)
     run = airflow.wait_for_run(PROBE_DAG, run_id, timeout=150)
     states = airflow.task_states(PROBE_DAG, run_id)
-    assert run["state"] == "success", states
+    assert run["state"] == "success", (states, _log_tails(state))
     reports = {task: airflow.xcom(PROBE_DAG, run_id, task) for task in sorted(states)}
     assert len(reports) == 4
 
