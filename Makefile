@@ -6,6 +6,7 @@ PY := $(BIN)/python
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
+EXECUTOR ?= local
 
 .PHONY: install demo test lint format bench lock clean stack stack-down airflow
 
@@ -41,8 +42,8 @@ bench: install  ## timings, written to benchmarks/results/
 lock: install  ## refresh dvc.lock from an empty pipeline run
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.flow.workspace --refresh-lock .
 
-stack: install  ## PostgreSQL, MLflow server and Airflow on 127.0.0.1 for .demo/workspace
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem stack up
+stack: install  ## PostgreSQL, MLflow server and Airflow on 127.0.0.1 for .demo/workspace (EXECUTOR=celery: + Redis, 2 Celery workers)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem stack up --executor $(EXECUTOR)
 
 stack-down:  ## stop what `make stack` started
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mainstem stack down

@@ -330,9 +330,10 @@ def _report(args: argparse.Namespace) -> None:
 def _stack_up(args: argparse.Namespace) -> None:
     from mainstem.local.stack import StackPorts, describe_stack, stack_up
 
-    ports = StackPorts(args.postgres_port, args.mlflow_port, args.airflow_port)
-    print("starting PostgreSQL, the MLflow server and Airflow (a minute or so)...", flush=True)
-    state = stack_up(Path(args.state), Path(args.workspace), ports)
+    ports = StackPorts(args.postgres_port, args.mlflow_port, args.airflow_port, args.redis_port)
+    extra = ", Redis and two Celery workers" if args.executor == "celery" else ""
+    print(f"starting PostgreSQL, the MLflow server, Airflow{extra} (a minute or so)...", flush=True)
+    state = stack_up(Path(args.state), Path(args.workspace), ports, args.executor)
     print("\n".join(describe_stack(state)))
 
 
@@ -817,6 +818,17 @@ def _add_stack(verbs: Verbs) -> None:
     up.add_argument("--postgres-port", type=int, default=defaults.postgres, metavar="PORT")
     up.add_argument("--mlflow-port", type=int, default=defaults.mlflow, metavar="PORT")
     up.add_argument("--airflow-port", type=int, default=defaults.airflow, metavar="PORT")
+    up.add_argument(
+        "--executor",
+        choices=["local", "celery"],
+        default="local",
+        help="Airflow's executor: local (LocalExecutor, the default) or celery (CeleryExecutor "
+        "with a Redis broker and two Celery workers, each in its own folder under the state "
+        "folder; docs/scaling.md)",
+    )
+    up.add_argument(
+        "--redis-port", type=int, default=defaults.redis, metavar="PORT", help="with celery"
+    )
     up.set_defaults(func=_stack_up)
     down = stack_verbs.add_parser(
         "down",

@@ -81,6 +81,10 @@ class AirflowStack:
     owns_processes: bool = True  # False when a caller records and stops them (`make stack`)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     started_by: str = "make airflow"  # named in the workspace's Airflow record
+    executor: str = "LocalExecutor"
+    dags_folder: Path | None = None  # None: the workspace's dags/
+    settings: dict[str, str] = field(default_factory=dict)  # more, for every component
+    triggerer: bool = False  # for deferrable operators and event-driven (asset watcher) DAGs
     _client: AirflowApi | None = None
 
     @property
@@ -90,10 +94,10 @@ class AirflowStack:
     def env(self) -> dict[str, str]:
         settings = {
             "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.workspace / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder or self.workspace / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
@@ -109,7 +113,7 @@ class AirflowStack:
         }
         if self.database_url:
             settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url
-        return tool_env(settings)
+        return tool_env({**settings, **self.settings})
 
     def _airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
         completed = subprocess.run(
@@ -146,6 +150,9 @@ class AirflowStack:
             "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
             "dag-processor": [airflow, "dag-processor"],
         }
+        if self.triggerer:
+            # Its log server would listen on every interface: loopback only here.
+            commands["triggerer"] = [airflow, "triggerer", "--skip-serve-logs"]
         for name, command in commands.items():
             output = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
             self.processes[name] = subprocess.Popen(

@@ -7,12 +7,15 @@ demo's, `.demo/workspace`, created empty if missing) and three loopback ports. O
 Airflow's api-server, scheduler and dag-processor, whose tasks log to that MLflow server. Every
 process is recorded in `<state>/stack.json` with its pid and start time, so `stack_down` (`make
 stack-down`) stops exactly those, from any later process. Nothing listens beyond 127.0.0.1.
+With `executor="celery"` (`make stack EXECUTOR=celery`), Airflow runs CeleryExecutor and the
+stack adds a Redis broker, a triggerer and two Celery workers (mainstem.local.celery_stack).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import psutil
 from mainstem.durable import read_json, write_json
 from mainstem.errors import MainstemError, ServiceError
 from mainstem.flow.workspace import create_workspace, source_root
+from mainstem.local.celery_stack import CeleryServices
 from mainstem.local.services import MlflowServer, PostgresCluster, ProcessRecord
 
 STATE_FILE = "stack.json"
@@ -32,6 +36,7 @@ class StackPorts:
     postgres: int = 55432
     mlflow: int = 5000
     airflow: int = 8080
+    redis: int = 6379  # the Celery broker, with `executor="celery"` only
 
 
 def default_state_dir() -> Path:
@@ -61,8 +66,18 @@ def _records(state: dict[str, Any]) -> list[ProcessRecord]:
     return [ProcessRecord(**record) for record in state.get("processes", [])]
 
 
-def stack_up(state_dir: Path, workspace: Path, ports: StackPorts) -> dict[str, Any]:
-    """Start every service, wait until each answers, record them; what `stack.json` holds."""
+def stack_up(
+    state_dir: Path,
+    workspace: Path,
+    ports: StackPorts,
+    executor: str = "local",
+    dags_folder: Path | None = None,
+) -> dict[str, Any]:
+    """Start every service, wait until each answers, record them; what `stack.json` holds.
+
+    `executor` is "local" or "celery"; `dags_folder` (default: the workspace's `dags/`) is the
+    DAG folder Airflow loads.
+    """
     from mainstem.local.airflow_launcher import AirflowStack
 
     state_dir = state_dir.resolve()
@@ -88,17 +103,25 @@ def stack_up(state_dir: Path, workspace: Path, ports: StackPorts) -> dict[str, A
         ports.airflow,
         owns_processes=False,
         started_by="make stack",
+        dags_folder=dags_folder,
     )
+    celery = CeleryServices(state_dir, ports.redis) if executor == "celery" else None
     try:
         postgres.init()
         postgres.start()
         mlflow.backend_store_uri = postgres.create_database("mlflow")
         airflow.database_url = postgres.create_database("airflow")
+        if celery:
+            celery.before_airflow(airflow)
         mlflow.start()
         # Airflow's components pass their environment on to the tasks they run.
         os.environ["MLFLOW_TRACKING_URI"] = mlflow.url
         airflow.start()
+        if celery:
+            celery.after_airflow(airflow)
     except BaseException:
+        if celery:
+            celery.stop()
         airflow.stop()
         mlflow.stop()
         postgres.stop()
@@ -107,13 +130,16 @@ def stack_up(state_dir: Path, workspace: Path, ports: StackPorts) -> dict[str, A
         record
         for record in (
             postgres.server_record(),
+            *(celery.service_records() if celery else []),
             mlflow.record,
             *(ProcessRecord.of(f"airflow {name}", p.pid) for name, p in airflow.processes.items()),
+            *(celery.worker_records() if celery else []),
         )
         if record is not None
     ]
     state = {
         "workspace": str(workspace),
+        "executor": executor,
         "postgres": {"root": str(postgres.root), "port": ports.postgres},
         "urls": {
             "postgres": postgres.url("postgres"),
@@ -127,8 +153,20 @@ def stack_up(state_dir: Path, workspace: Path, ports: StackPorts) -> dict[str, A
         "ready_seconds": round(time.monotonic() - started, 1),
         "memory_pss_bytes": memory_pss(records),
     }
+    if celery:
+        state["celery"] = celery.describe()
     write_json(state_file, state)
     return state
+
+
+def stop_waves(records: list[ProcessRecord]) -> list[list[ProcessRecord]]:
+    """The order to stop a stack's processes in, each wave all at once: Celery workers (they
+    finish their tasks), then Airflow's components, then the services they use (MLflow, the
+    broker). PostgreSQL is left out: it is stopped last, by its own pg_ctl."""
+    workers = [r for r in records if r.name.startswith("celery ")]
+    airflow = [r for r in records if r.name.startswith("airflow ")]
+    rest = [r for r in records if r.name != "postgres" and r not in workers + airflow]
+    return [wave for wave in (workers, airflow, rest) if wave]
 
 
 def stack_down(state_dir: Path) -> list[str]:
@@ -140,12 +178,11 @@ def stack_down(state_dir: Path) -> list[str]:
         raise MainstemError(f"no stack recorded in {state_dir}; nothing to stop") from None
     stopped = []
     # Airflow first (its tasks may write to MLflow and PostgreSQL), PostgreSQL last.
-    for record in reversed(_records(state)):
-        if record.name == "postgres":
-            continue
-        if record.alive():
-            record.stop()
-            stopped.append(record.name)
+    for wave in stop_waves(_records(state)):
+        alive = [record for record in wave if record.alive()]
+        with ThreadPoolExecutor(max_workers=max(1, len(alive))) as pool:
+            list(pool.map(ProcessRecord.stop, alive))
+        stopped += [record.name for record in alive]
     postgres = PostgresCluster(Path(state["postgres"]["root"]), int(state["postgres"]["port"]))
     try:
         if postgres.running():
@@ -171,9 +208,24 @@ def describe_stack(state: dict[str, Any]) -> list[str]:
         f"{state['airflow_password_file']})",
         f"  MLflow:     {urls['mlflow']}  (tracking store and registry on PostgreSQL)",
         f"  PostgreSQL: {urls['postgres']}  (loopback only, trust authentication)",
+        *_describe_celery(state),
         "  to use them from a shell:",
         f"    export MLFLOW_TRACKING_URI={urls['mlflow']}",
         f"    export AIRFLOW_HOME={state['airflow_home']}",
         f"    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN={urls['airflow_database']}",
         "  stop everything with `make stack-down`",
+    ]
+
+
+def _describe_celery(state: dict[str, Any]) -> list[str]:
+    if "celery" not in state:
+        return []
+    celery = state["celery"]
+    return [
+        f"  Redis:      {celery['broker']}  (Celery broker; CeleryExecutor, triggerer on)",
+        *(
+            f"  {worker['name']}:   Celery node {worker['node']}, {celery['concurrency']} tasks at "
+            f"a time, in {worker['dir']} (listens on no port)"
+            for worker in celery["workers"]
+        ),
     ]
