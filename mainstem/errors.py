@@ -79,12 +79,16 @@ class RawBatchMissingError(MainstemError):
 
 class ValidatedBatchMissingError(MainstemError):
     """A past batch's validated results are needed and the DVC cache does not hold them."""
+
+
 class RawBatchDroppedError(RawBatchMissingError):
     """A past raw batch is needed and its pack was dropped by retention (`mainstem gc`)."""
 
 
 class RetentionError(MainstemError):
     """`mainstem gc` cannot run as asked: a bad age, or a DVC remote it cannot reach."""
+
+
 class RemoteUnreachableError(MainstemError):
     """A worker cannot reach the lineage git remote or the DVC remote; the message names which."""
 
@@ -95,6 +99,8 @@ class HistoryDivergedError(MainstemError):
 
 class DvcObjectMissingError(MainstemError):
     """An object a lineage commit names is neither in the DVC cache nor on the DVC remote."""
+
+
 class DropZoneError(MainstemError):
     """The S3 drop zone (`ingest.incoming_dir: s3://...`) refused or failed a request."""
 
