@@ -28,6 +28,7 @@ from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
 from mainstem.flow.queue_drain import batches_waiting
 from mainstem.flow.workspace import create_workspace, source_root
+from mainstem.intake import lock
 from mainstem.intake.delivery import READY
 from mainstem.intake.submit import submit_to_queue
 from mainstem.local.airflow_launcher import AirflowStack
@@ -107,7 +108,7 @@ def _latency(stack: AirflowStack, root: Path, size: Size, results: Results) -> N
 
 
 def _drained(stack: AirflowStack, root: Path) -> bool:
-    if batches_waiting(root):
+    if batches_waiting(root) or lock.read_owner(load_params(root).ingest.incoming_dir):
         return False
     return not any(run["state"] in UNFINISHED for run in _recent_runs(stack, DATA_DAG, 5))
 

@@ -41,8 +41,12 @@ def drain_queue(
 
 
 def batches_waiting(root: Path) -> bool:
-    """Whether the next run has work: a batch with `_READY`, or a claimed one to finish."""
+    """Whether a batch waits with its `_READY` while the lock is free, so a next run has work.
+
+    A batch left claimed by a run that stopped on an error does not count: running again at
+    once would repeat the error in a loop; the schedule's next tick resumes it, as before.
+    """
     incoming = load_params(root).ingest.incoming_dir
-    if not incoming.is_dir():
+    if not incoming.is_dir() or lock.read_owner(incoming) is not None:
         return False
-    return lock.read_owner(incoming) is not None or bool(ready_entries(incoming))
+    return bool(ready_entries(incoming))

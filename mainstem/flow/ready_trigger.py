@@ -7,8 +7,8 @@ In: the workspace. Out, for the DAG file to wire:
   event, and the asset event starts a run;
 - `batch_schedule`: that asset, or the five-minute tick (which still picks up anything the
   trigger could not see, such as a batch left claimed by a run that died);
-- `drain_tasks`: after a run, a check of the queue and, while a batch waits, a run of the DAG
-  again, so a queue of batches drains back to back instead of one per tick.
+- `drain_tasks`: after a run, a check of the queue and, while a batch waits and the lock is
+  free, a run of the DAG again, so a queue of batches drains back to back instead of one per tick.
 Airflow's own `max_active_runs=1` keeps the runs one after another. A triggerer restart forgets
 what it saw and fires once for whatever is ready: a run with nothing to do ends at its claim.
 """

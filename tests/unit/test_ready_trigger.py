@@ -60,3 +60,22 @@ def test_the_trigger_fires_for_each_new_batch_once(tmp_path: Path) -> None:
         return [first.payload, second.payload]
 
     assert asyncio.run(watch()) == [{"ready": ["first"]}, {"ready": ["second"]}]
+
+
+def test_the_dag_runs_again_only_while_a_batch_waits_and_the_lock_is_free(tmp_path: Path) -> None:
+    from mainstem.flow.queue_drain import batches_waiting
+    from mainstem.intake import lock
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    incoming = load_params(tmp_path).ingest.incoming_dir
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "table.csv").write_text("item_id\n1\n")
+    assert not batches_waiting(tmp_path)  # no drop folder yet
+
+    submit_to_queue([source], incoming, "waiting")
+    assert batches_waiting(tmp_path)
+
+    # a run that stopped on an error left its batch claimed: the tick resumes it, not a loop
+    assert lock.acquire(incoming, lock.owner_for("failed-run", 0.0, entry="other"))
+    assert not batches_waiting(tmp_path)
