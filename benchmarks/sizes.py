@@ -84,6 +84,6 @@ SIZES = {
         pipeline_batches=50,
         history_batches=(3, 10),
         latency_batches=2,
-        drain_batches=3,
+        drain_batches=2,
     ),
 }
