@@ -403,7 +403,9 @@ def quarantine_delivery(
         names = (
             [f.path for f in only] if only is not None else _all_entries(params.incoming_dir, entry)
         )
+        # every folder the batch's files sit in, moved now or by a run that died half-way
         touched = {destination, destination / "files", incoming}
+        touched |= {(incoming / rel).parent for rel in names}
         for rel in names:
             source = incoming / rel
             if not (source.exists() or source.is_symlink()):
@@ -467,14 +469,14 @@ def release_batch(
         quarantine_delivery(params, batch_id, report, only=files, entry=entry)
     else:
         with storage_errors(f"could not clear batch {batch_id} from {incoming}"):
-            touched = {incoming}
+            # every folder the batch's files sit in, removed now or by a run that died half-way
+            touched = {incoming} | {(incoming / item.path).parent for item in files}
             for item in files:
                 path = incoming / item.path
                 try:
                     if hash_file(path) == (item.size, item.sha256):
                         crashpoints.reach("release remove file")
                         path.unlink()
-                        touched.add(path.parent)
                 except OSError:
                     continue
             if (incoming / MANIFEST).exists():

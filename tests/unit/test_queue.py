@@ -135,6 +135,20 @@ def test_ingest_and_release_act_on_the_claimed_entry_alone(
     assert isinstance(claim_batch(params, "run-2", 3001.0), Claimed)
 
 
+def test_a_release_finishing_one_a_killed_run_began_leaves_no_empty_folder(
+    params: IngestParams, tmp_path: Path
+) -> None:
+    entry = _queue(params, tmp_path, "one", 1000.0, "a")
+    assert isinstance(claim_batch(params, "run-1", 3000.0), Claimed)
+    ingest_claimed(params)
+    for path in (entry / "table.csv", entry / "images" / "a.png"):
+        path.unlink()  # the killed run removed the files, not yet the manifest
+
+    release_batch(params, None)
+
+    assert not entry.exists()
+
+
 def test_a_bad_entry_is_quarantined_and_the_next_one_is_claimed_after_it(
     params: IngestParams, tmp_path: Path
 ) -> None:
