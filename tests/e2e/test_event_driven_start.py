@@ -77,7 +77,7 @@ def test_a_ready_batch_starts_its_run_and_the_queue_drains_by_itself(
         folder = make_batch(tmp_path / name, BatchSpec(number, first_id=number * 100, rows=10))
         submit_to_queue([folder], incoming, name)
 
-    runs = _claimed_by(stack, {"first", "second"}, timeout=240.0)
+    runs = _claimed_by(stack, {"first", "second"}, timeout=600.0)
 
     assert {run["state"] for run in runs.values()} == {"success"}
     # started by the drop folder's asset event, not by a person and not by the tick
