@@ -14,6 +14,7 @@ from benchmarks import (
     flow_bench,
     history_bench,
     images_bench,
+    latency_bench,
     lineage_bench,
     merge_bench,
     pipeline_page_bench,
@@ -31,6 +32,7 @@ SECTIONS = {
     "P4": images_bench.run,
     "P5": flow_bench.run,
     "P6": decision_bench.run,
+    "P7": latency_bench.run,
     "P11": history_bench.run,
     "P12": explain_bench.run,
     "P13": lineage_bench.run,
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> Results:
         "--only",
         nargs="+",
         choices=sorted(SECTIONS),
-        help="run only these sections (P2 includes P3)",
+        help="run only these sections (P2 includes P3, P7 includes P8)",
     )
     args = parser.parse_args(argv)
     os.environ.update(QUIET_ENV)

@@ -33,6 +33,13 @@ class Size:
     pipeline_batches: int
     # P11: one more batch after histories of these many batches (MAINSTEM_BENCH_HISTORY wins)
     history_batches: tuple[int, ...] = (10, 100, 300)
+    # P7: batches one after another through the real scheduler, each with rows and photos
+    latency_batches: int = 10
+    latency_rows: int = 100
+    latency_images: int = 10
+    # P8: a queue of this many batches of these many rows, drained through the real scheduler
+    drain_batches: int = 100
+    drain_rows: int = 100
 
 
 SIZES = {
@@ -76,5 +83,7 @@ SIZES = {
         mlflow_runs=30,
         pipeline_batches=50,
         history_batches=(3, 10),
+        latency_batches=2,
+        drain_batches=2,
     ),
 }

@@ -9,6 +9,7 @@ from airflow.sdk import dag
 
 from mainstem.flow.airflow_tasks import path_tasks
 from mainstem.flow.alerts import task_alerts
+from mainstem.flow.ready_trigger import batch_schedule, drain_tasks
 from mainstem.flow.sequences import BATCH_FLOW
 from mainstem.names import DATA_DAG, POLICY_DAG, workspace_for
 
@@ -17,7 +18,7 @@ WORKSPACE = workspace_for(__file__)
 
 @dag(
     dag_id=DATA_DAG,
-    schedule="*/5 * * * *",
+    schedule=batch_schedule(WORKSPACE),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -26,16 +27,18 @@ WORKSPACE = workspace_for(__file__)
 )
 def data_pipeline_dag() -> None:
     """
-    ### Process at most one delivered batch
+    ### Process the oldest delivered batch, then the next while batches wait
 
-    Every 5 minutes: **claim** the batch waiting in the drop folder (`_READY` becomes the
-    `_PROCESSING` lock, which records this run as owner), run **`dvc repro merge`** (ingest,
-    validate against the active contract, upsert into the master), **`dvc push`**, **record
-    lineage** (one git commit with `dvc.lock` and the metrics), **publish** `master_rows`,
-    **release** the drop folder (then rebuild the pipeline page, `reports/pipeline.html`), and
-    trigger `retrain_policy_dag`. These are the steps of `mainstem.flow.sequences.BATCH_FLOW`,
-    the same list `mainstem process` runs; with `MAINSTEM_SINGLE_TASK=1` they run as one task,
-    `process_batch`.
+    Seconds after a batch's `_READY` appears (an asset watcher, `ready_batch`, in the
+    triggerer), and every 5 minutes in any case: **claim** the oldest batch waiting in the
+    drop folder's queue (`_READY` becomes the `_PROCESSING` lock, which records this run as
+    owner), run **`dvc repro merge`** (ingest, validate against the active contract, upsert
+    into the master), **`dvc push`**, **record lineage** (one git commit with `dvc.lock` and
+    the metrics), **publish** `master_rows`, **release** the drop folder (then rebuild the
+    pipeline page, `reports/pipeline.html`), and trigger `retrain_policy_dag`; then, while
+    another batch waits, run this DAG again (`batches_waiting` → `drain_queue`). These are
+    the steps of `mainstem.flow.sequences.BATCH_FLOW`, the same list `mainstem process` runs;
+    with `MAINSTEM_SINGLE_TASK=1` they run as one task, `process_batch`.
 
     * Skips everything when nothing is ready or a live run holds the lock; recovers a lock
       whose owner died (the takeover is logged).
@@ -59,6 +62,7 @@ def data_pipeline_dag() -> None:
     )
     _, last = path_tasks(BATCH_FLOW, WORKSPACE)
     last >> trigger_retrain_policy
+    last >> drain_tasks(WORKSPACE, DATA_DAG)
 
 
 data_pipeline_dag()

@@ -87,7 +87,8 @@ def _init(args: argparse.Namespace) -> None:
 
 
 def _submit(args: argparse.Namespace) -> None:
-    from mainstem.intake.submit import submit
+    from mainstem.intake.queue import describe_queue, queue_summary, ready_entries
+    from mainstem.intake.submit import submit_to_queue
     from mainstem.params import load_params
 
     if args.to is not None:
@@ -98,9 +99,11 @@ def _submit(args: argparse.Namespace) -> None:
         _submit_to_s3(args, ingest.drop_zone_url, ingest.s3_endpoint_url)
         return
     incoming = ingest.incoming_dir
-    manifest = submit([Path(p) for p in args.paths], incoming, args.name)
+    entry, manifest = submit_to_queue([Path(p) for p in args.paths], incoming, args.name)
     files = manifest["files"]
-    print(f"delivered {len(files) if isinstance(files, list) else 0} files to {incoming}")
+    count = len(files) if isinstance(files, list) else 0
+    print(f"delivered {count} files to {incoming / entry}")
+    print(describe_queue(queue_summary(ready_entries(incoming), time.time())))
 
 
 def _submit_to_s3(args: argparse.Namespace, zone: str, endpoint: str) -> None:
@@ -123,14 +126,20 @@ def process_status(run: BatchRun) -> int:
 
 def _process(args: argparse.Namespace) -> int:
     from mainstem.flow.batch import process_next_batch
+    from mainstem.flow.queue_drain import drain_queue
     from mainstem.intake.dropfolder import Claimed
     from mainstem.local.demo import describe
 
-    run = process_next_batch(Path(args.workspace))
-    claim = run.claim
-    label = claim.name if isinstance(claim, Claimed) and claim.name else "batch"
-    print("\n".join(describe(label, run)))
-    return process_status(run)
+    root = Path(args.workspace)
+    runs = drain_queue(root) if args.drain else iter([process_next_batch(root)])
+    statuses = []
+    for run in runs:
+        claim = run.claim
+        label = claim.name if isinstance(claim, Claimed) and claim.name else "batch"
+        print("\n".join(describe(label, run)), flush=True)
+        statuses.append(process_status(run))
+    # a drain that met a rejected batch says so, though it went on with the next ones
+    return EXIT_REJECTED if EXIT_REJECTED in statuses else statuses[-1]
 
 
 def _worker_process(args: argparse.Namespace) -> int:
@@ -492,8 +501,9 @@ def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         "submit",
         parents=[workspace],
         help="deliver files or folders as one batch: files, manifest, then _READY",
-        description="Copy the files (folders are walked) into the workspace's drop folder as "
-        "one batch, as a producer would: the files first, then a manifest of their sizes and "
+        description="Copy the files (folders are walked) into a sub-folder of the workspace's "
+        "drop folder of their own (named after --name), as one batch, as a producer would: "
+        "the files first, then a manifest of their sizes and "
         "hashes, then the _READY marker, so a claim never sees half a delivery. Nothing is "
         "processed yet: run `mainstem process` (or let Airflow's data_pipeline_dag claim it).",
     )
@@ -514,9 +524,16 @@ def _add_flow_verbs(verbs: Verbs, workspace: argparse.ArgumentParser) -> None:
         description="Claim the batch waiting in the drop folder (or resume one a stopped or "
         "crashed run left claimed), snapshot it, validate it against the contract, merge it "
         "into the master, push to the DVC remote, commit its lineage and release the drop "
-        "folder, all in this process. Prints what became of the batch.",
+        "folder, all in this process. Prints what became of the batch. The drop folder is a "
+        "queue, one sub-folder per batch: the oldest _READY is taken first.",
         epilog=EXIT_STATUSES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    process.add_argument(
+        "--drain",
+        action="store_true",
+        help="go on with the next batch, oldest _READY first, until none waits "
+        "(exit status 3 when any was rejected)",
     )
     process.set_defaults(func=_process)
 

@@ -25,6 +25,7 @@ from mainstem.intake import lock
 from mainstem.intake.delivery import MANIFEST, READY, scan
 from mainstem.intake.dropfolder import takeover_time
 from mainstem.intake.ingest import list_raw_batches
+from mainstem.intake.queue import describe_queue, queue_summary, ready_entries
 from mainstem.intake.raw_store import RawRecord, record_of
 from mainstem.master.batch_log import read_summary
 from mainstem.master.batch_log import recent_batches as recent_log
@@ -46,7 +47,13 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
     """The drop folder: what waits there, and the lock with its holder."""
     incoming = params.ingest.incoming_dir
     if not incoming.is_dir():
-        return {"path": str(incoming), "exists": False, "files": 0, "lock": None}
+        return {
+            "path": str(incoming),
+            "exists": False,
+            "files": 0,
+            "lock": None,
+            "queue": queue_summary([], now),
+        }
     found, problems = scan(incoming)
     holder = lock.read_owner(incoming)
     held = None
@@ -59,6 +66,7 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
             "host": holder.host,
             "pid": holder.pid,
             "batch_id": holder.batch_id,
+            "entry": holder.entry,
             "claimed_at": _when(holder.claimed_at),
             "heartbeat_at": _when(holder.heartbeat_at),
             "seconds_since_heartbeat": round(now - holder.heartbeat_at),
@@ -77,6 +85,7 @@ def incoming_status(params: Params, now: float) -> dict[str, Any]:
         "first_files": [rel for rel, _info in found[:_LISTED]],
         "problems": [p.describe() for p in problems[:_LISTED]],
         "lock": held,
+        "queue": queue_summary(ready_entries(incoming), now),
     }
 
 
@@ -272,6 +281,7 @@ def _incoming_lines(incoming: dict[str, Any]) -> list[str]:
     if incoming["files"] > len(incoming["first_files"]):
         lines.append(f"  ... and {incoming['files'] - len(incoming['first_files'])} more")
     lines += [f"  ! {problem}" for problem in incoming["problems"]]
+    lines.append(describe_queue(incoming["queue"]))
     held = incoming["lock"]
     if held is None:
         lines.append("lock: free")

@@ -22,6 +22,8 @@ PROCESSING = "_PROCESSING"
 MANIFEST = "_MANIFEST.json"
 CONTROL_FILES = frozenset({READY, PROCESSING, MANIFEST})
 CLAIM_TMP_PREFIX = ".claim-"
+# `mainstem submit` writes a queue entry here first, then renames it into place whole.
+SUBMIT_TMP_PREFIX = ".submit-"
 TABLE_SUFFIXES = frozenset({".csv", ".parquet"})
 _CHUNK = 1 << 20
 
@@ -150,11 +152,29 @@ def _kind(mode: int) -> str:
 
 
 def _is_control(rel: str) -> bool:
-    return rel in CONTROL_FILES or (("/" not in rel) and rel.startswith(CLAIM_TMP_PREFIX))
+    top_level = "/" not in rel
+    return rel in CONTROL_FILES or (
+        top_level and rel.startswith((CLAIM_TMP_PREFIX, SUBMIT_TMP_PREFIX))
+    )
 
 
-def scan(incoming: Path) -> tuple[list[tuple[str, os.stat_result]], list[Problem]]:
-    """Walk the drop folder without following links; regular files and problems, sorted."""
+def entry_dir(incoming: Path, entry: str) -> Path:
+    """The folder of the queue entry `entry`; the drop folder itself for the root entry ("")."""
+    return incoming / entry if entry else incoming
+
+
+def holds_batch(folder: Path) -> bool:
+    """Whether `folder` is a queue entry of its own: it holds `_READY` or `_MANIFEST.json`."""
+    return any(os.path.lexists(folder / name) for name in (READY, MANIFEST))
+
+
+def scan(
+    incoming: Path, apart: frozenset[str] = frozenset()
+) -> tuple[list[tuple[str, os.stat_result]], list[Problem]]:
+    """Walk the drop folder without following links; regular files and problems, sorted.
+
+    Top-level folders named in `apart` are queue entries of their own, not part of this batch.
+    """
     found: list[tuple[str, os.stat_result]] = []
     problems: list[Problem] = []
     pending = [incoming]
@@ -164,7 +184,7 @@ def scan(incoming: Path) -> tuple[list[tuple[str, os.stat_result]], list[Problem
             for entry in entries:
                 full = Path(entry.path)
                 rel = full.relative_to(incoming).as_posix()
-                if _is_control(rel):
+                if _is_control(rel) or rel in apart:
                     continue
                 info = entry.stat(follow_symlinks=False)
                 if printable(rel) != rel:
@@ -192,9 +212,11 @@ def _outside_hardlinks(found: list[tuple[str, os.stat_result]]) -> list[Problem]
     ]
 
 
-def read_delivery(incoming: Path) -> Delivery:
-    """Scan and hash everything the producer delivered."""
-    found, problems = scan(incoming)
+def read_delivery(incoming: Path, apart: frozenset[str] = frozenset()) -> Delivery:
+    """Scan and hash everything the producer delivered (leaving out the folders in `apart`)."""
+    if not incoming.is_dir():
+        return Delivery((), (), ProducerManifest(None, None))
+    found, problems = scan(incoming, apart)
     files: list[DeliveredFile] = []
     for rel, _info in found:
         try:

@@ -8,6 +8,12 @@ In: the ingest params, the claimant's run id and the clock. Out: one of
 Release removes the batch's files from the drop folder (or moves them to quarantine when the
 contract rejected the batch) and then the lock. Every step can be repeated after a crash.
 
+The drop folder is a queue (see `queue`): one batch per sub-folder, plus a batch written directly
+into it. The claim takes the oldest `_READY` it can, one at a time: an entry whose files do not
+match its manifest yet is passed over, not waited for. The one `_PROCESSING` lock at the top of
+the drop folder names the entry it holds, so resuming, releasing and quarantining act on that
+entry's folder alone.
+
 A delivery whose content is already in the raw store (the same tables under other names, the same
 images) is claimed as a duplicate: its ticket names the batch it repeats, so the pipeline applies
 nothing new and the lineage says so. A `_READY` written before the files match the producer's
@@ -35,10 +41,10 @@ from mainstem.durable import (
 from mainstem.intake import lock
 from mainstem.intake.delivery import (
     MANIFEST,
-    READY,
     DeliveredFile,
     Delivery,
     batch_id_of,
+    entry_dir,
     hash_file,
     manifest_mismatches,
     printable,
@@ -46,6 +52,7 @@ from mainstem.intake.delivery import (
     scan,
 )
 from mainstem.intake.lock import LockOwner
+from mainstem.intake.queue import ROOT_ENTRY, queue_folders, ready_entries
 from mainstem.intake.raw_store import pack_meta, pack_path, record_of
 from mainstem.params import IngestParams
 
@@ -163,7 +170,8 @@ def _drop_claimed_files(params: IngestParams) -> None:
 def claim_batch(
     params: IngestParams, run_id: str, now: float, one_process: bool = False
 ) -> ClaimResult:
-    """Take the batch waiting in the drop folder, or recover one whose holder died or gave up.
+    """Take the oldest batch waiting in the drop folder, or recover one whose holder died or
+    gave up.
 
     `one_process` says the claiming run lives and dies with this process (see `lock.LockOwner`).
     With `ingest.incoming_dir: s3://...` the batch comes from the S3 drop zone (`s3_claim`).
@@ -177,12 +185,36 @@ def claim_batch(
         return Idle(f"drop folder {incoming} does not exist")
     lock.clear_stale_claim_files(incoming)
     holder = lock.read_owner(incoming)
-    mine = lock.owner_for(run_id, now, holder.batch_id if holder else None, one_process)
     if holder is not None:
+        mine = lock.owner_for(run_id, now, holder.batch_id, one_process, holder.entry)
         return _claim_held(params, holder, mine, now)
-    if not (incoming / READY).exists():
-        return Idle("nothing ready: no _READY in the drop folder")
-    return _claim_ready(params, mine, now)
+    waiting: list[str] = []
+    for entry in ready_entries(incoming):
+        mine = lock.owner_for(run_id, now, None, one_process, entry.name)
+        result = _claim_ready(params, mine, now)
+        if isinstance(result, Idle) and not result.locked:
+            waiting.append(f"{entry.describe()}: {result.reason}" if entry.name else result.reason)
+            continue
+        return result
+    if waiting:
+        return Idle("; ".join(waiting))
+    return Idle("nothing ready: no _READY in the drop folder")
+
+
+def batch_folder(incoming: Path, owner: LockOwner | None) -> Path:
+    """Where the batch `owner` claimed sits: its queue entry's folder."""
+    return entry_dir(incoming, owner.entry if owner else ROOT_ENTRY)
+
+
+def claimed_folder(params: IngestParams) -> Path:
+    """Where the claimed batch's files sit while the claim lasts (the lock names its entry)."""
+    return batch_folder(params.incoming_dir, lock.read_owner(params.incoming_dir))
+
+
+def _read_entry(incoming: Path, entry: str) -> Delivery:
+    """The delivery in queue entry `entry`; the root entry leaves the other entries out."""
+    apart = queue_folders(incoming) if entry == ROOT_ENTRY else frozenset()
+    return read_delivery(entry_dir(incoming, entry), apart)
 
 
 def takeover_time(params: IngestParams, holder: LockOwner) -> str:
@@ -225,7 +257,7 @@ def _resume(
     if (
         batch_id
         and ticket.get("batch_id") == batch_id
-        and (is_ingested(params.raw_dir, batch_id) or _files_match(params, ticket))
+        and (is_ingested(params.raw_dir, batch_id) or _files_match(params, ticket, owner))
     ):
         return Claimed(
             batch_id,
@@ -235,17 +267,18 @@ def _resume(
             resumed=True,
             duplicate_of=_duplicate_of(ticket),
         )
-    delivery = read_delivery(params.incoming_dir)
+    delivery = _read_entry(params.incoming_dir, owner.entry)
     return _finish_claim(params, owner, delivery, recovered_from=recovered_from, resumed=True)
 
 
-def _files_match(params: IngestParams, ticket: dict[str, object]) -> bool:
+def _files_match(params: IngestParams, ticket: dict[str, object], owner: LockOwner) -> bool:
     files = ticket_files(params, ticket)
     if not files:
         return False
+    folder = batch_folder(params.incoming_dir, owner)
     for item in files:
         try:
-            if hash_file(params.incoming_dir / item.path) != (item.size, item.sha256):
+            if hash_file(folder / item.path) != (item.size, item.sha256):
                 return False
         except OSError:
             return False
@@ -262,19 +295,21 @@ def _duplicate_of(ticket: dict[str, object]) -> dict[str, object] | None:
     return first if isinstance(first, dict) else None
 
 
-def _signature(incoming: Path) -> list[tuple[str, int, int, int]]:
-    """What the drop folder holds, by name, size, mtime and inode: cheap to take twice."""
-    found, problems = scan(incoming)
+def _signature(incoming: Path, entry: str) -> list[tuple[str, int, int, int]]:
+    """What a queue entry holds, by name, size, mtime and inode: cheap to take twice."""
+    apart = queue_folders(incoming) if entry == ROOT_ENTRY else frozenset()
+    found, problems = scan(entry_dir(incoming, entry), apart)
     entries = [(rel, info.st_size, info.st_mtime_ns, info.st_ino) for rel, info in found]
     return entries + [(p.path, 0, 0, 0) for p in problems]
 
 
 def _claim_ready(params: IngestParams, owner: LockOwner, now: float) -> ClaimResult:
     incoming = params.incoming_dir
-    before = _signature(incoming)
-    delivery = read_delivery(incoming)
+    ready = lock.ready_marker(incoming, owner)
     try:
-        ready_at = (incoming / READY).stat().st_mtime
+        before = _signature(incoming, owner.entry)
+        delivery = _read_entry(incoming, owner.entry)
+        ready_at = ready.stat().st_mtime
     except FileNotFoundError:
         return Idle("another claimant took the batch first", locked=True)
     mismatches = manifest_mismatches(delivery)
@@ -289,11 +324,11 @@ def _claim_ready(params: IngestParams, owner: LockOwner, now: float) -> ClaimRes
     owner = replace(owner, batch_id=delivery.batch_id)
     if not lock.acquire(incoming, owner, ready_required=True):
         return Idle("another claimant took the batch first", locked=True)
-    if _signature(incoming) != before:
+    if _signature(incoming, owner.entry) != before:
         # The producer is still writing: hand the batch back exactly as it was, deadline included.
-        with storage_errors(f"could not hand back the batch in {incoming}"):
-            write_bytes(incoming / READY, b"")
-            os.utime(incoming / READY, (ready_at, ready_at))
+        with storage_errors(f"could not hand back the batch in {ready.parent}"):
+            write_bytes(ready, b"")
+            os.utime(ready, (ready_at, ready_at))
         lock.release(incoming)
         return Idle("the files changed while they were being claimed; the next claim looks again")
     return _finish_claim(params, owner, delivery, recovered_from=None, resumed=False)
@@ -317,7 +352,7 @@ def _finish_claim(
         reasons = ["the delivery holds no files"]
     if reasons:
         report = rejection_report(delivery.batch_id, reasons, stage="claim")
-        destination = quarantine_delivery(params, delivery.batch_id, report)
+        destination = quarantine_delivery(params, delivery.batch_id, report, entry=owner.entry)
         lock.release(params.incoming_dir)
         return Rejected(delivery.batch_id, tuple(reasons), destination)
     if owner.batch_id != delivery.batch_id:
@@ -359,18 +394,23 @@ def quarantine_delivery(
     batch_id: str,
     report: dict[str, object],
     only: list[DeliveredFile] | None = None,
+    entry: str = ROOT_ENTRY,
 ) -> Path:
-    """Move the delivery (or just `only`) out of the drop folder into quarantine, with `report`.
+    """Move the delivery in queue entry `entry` (or just `only`) into quarantine, with `report`.
 
     Entries are renamed, never read, so FIFOs and device files move as safely as data files.
     """
-    incoming = params.incoming_dir
+    incoming = entry_dir(params.incoming_dir, entry)
     destination = params.quarantine_dir / batch_id
     with storage_errors(f"could not quarantine batch {batch_id}"):
         (destination / "files").mkdir(parents=True, exist_ok=True)
         write_json(destination / "report.json", report)
-        names = [f.path for f in only] if only is not None else _all_entries(incoming)
+        names = (
+            [f.path for f in only] if only is not None else _all_entries(params.incoming_dir, entry)
+        )
+        # every folder the batch's files sit in, moved now or by a run that died half-way
         touched = {destination, destination / "files", incoming}
+        touched |= {(incoming / rel).parent for rel in names}
         for rel in names:
             source = incoming / rel
             if not (source.exists() or source.is_symlink()):
@@ -387,8 +427,8 @@ def quarantine_delivery(
         if manifest.exists():
             crashpoints.reach("quarantine move manifest")
             os.replace(manifest, destination / MANIFEST)
+        _prune_emptied(touched, params.incoming_dir)
         _fsync_dirs(touched)
-        _prune_empty_dirs(incoming)
     return destination
 
 
@@ -399,9 +439,13 @@ def _fsync_dirs(directories: set[Path]) -> None:
             fsync_dir(directory)
 
 
-def _all_entries(incoming: Path) -> list[str]:
-    """Every payload entry in the drop folder: regular files and the ones that are not."""
-    found, problems = scan(incoming)
+def _all_entries(incoming: Path, entry: str) -> list[str]:
+    """Every payload entry of queue entry `entry`: regular files and the ones that are not."""
+    folder = entry_dir(incoming, entry)
+    if not folder.is_dir():
+        return []
+    apart = queue_folders(incoming) if entry == ROOT_ENTRY else frozenset()
+    found, problems = scan(folder, apart)
     return sorted({rel for rel, _info in found} | {p.path for p in problems})
 
 
@@ -420,42 +464,59 @@ def release_batch(
         from mainstem.intake.s3_claim import release_to_s3
 
         return release_to_s3(params, rejected_report, owner)
-    incoming = params.incoming_dir
+    drop = params.incoming_dir
     if owner is not None:
-        lock.heartbeat(incoming, owner, time.time())
+        lock.heartbeat(drop, owner, time.time())
+    holder = owner or lock.read_owner(drop)
+    entry = holder.entry if holder else ROOT_ENTRY
+    incoming = entry_dir(drop, entry)
     ticket = read_ticket(params)
     batch_id = str(ticket.get("batch_id") or batch_id_of([]))
     files = ticket_files(params, ticket)
     if rejected_report is not None:
         report = rejected_report or rejection_report(batch_id, [], stage="validate")
-        quarantine_delivery(params, batch_id, report, only=files)
+        quarantine_delivery(params, batch_id, report, only=files, entry=entry)
     else:
         with storage_errors(f"could not clear batch {batch_id} from {incoming}"):
-            touched = {incoming}
+            # every folder the batch's files sit in, removed now or by a run that died half-way
+            touched = {incoming} | {(incoming / item.path).parent for item in files}
             for item in files:
                 path = incoming / item.path
                 try:
                     if hash_file(path) == (item.size, item.sha256):
                         crashpoints.reach("release remove file")
                         path.unlink()
-                        touched.add(path.parent)
                 except OSError:
                     continue
             if (incoming / MANIFEST).exists():
                 crashpoints.reach("release remove manifest")
                 (incoming / MANIFEST).unlink(missing_ok=True)
+            _prune_emptied(touched, drop)
             _fsync_dirs(touched)
-            _prune_empty_dirs(incoming)
-    leftovers = [printable(rel) for rel in _all_entries(incoming)]
+    leftovers = [printable(rel) for rel in _all_entries(drop, entry)]
     if leftovers:
         log.warning("left in %s after batch %s: %s", incoming, batch_id, leftovers)
     _drop_claimed_files(params)
-    lock.release(incoming, owner)
+    lock.release(drop, owner)
     return leftovers
 
 
-def _prune_empty_dirs(root: Path) -> None:
-    for dirpath, _dirnames, _filenames in os.walk(root, topdown=False):
-        path = Path(dirpath)
-        if path != root and not any(path.iterdir()):
-            path.rmdir()
+def _prune_emptied(touched: set[Path], drop: Path) -> None:
+    """Remove the folders of the drop folder that the batch's files left empty, deepest first.
+
+    Only folders that held the batch are looked at (and the folders above them, up to the drop
+    folder), so an empty folder another producer has just made for its batch stays. Folders
+    removed here leave `touched`; their parents join it, to be synced.
+    """
+    candidates: set[Path] = set()
+    for folder in touched:
+        while folder != drop and drop in folder.parents:
+            candidates.add(folder)
+            folder = folder.parent
+    for folder in sorted(candidates, key=lambda d: len(d.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            continue  # not empty (or already gone): it stays as it is
+        touched.discard(folder)
+        touched.add(folder.parent)

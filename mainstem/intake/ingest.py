@@ -21,7 +21,7 @@ from pathlib import Path
 from mainstem.durable import read_json, storage_errors
 from mainstem.errors import MainstemError
 from mainstem.intake.delivery import DeliveredFile, is_table
-from mainstem.intake.dropfolder import read_ticket, ticket_files
+from mainstem.intake.dropfolder import claimed_folder, read_ticket, ticket_files
 from mainstem.intake.raw_store import (
     BATCH_FILE,
     FILES_DIR,
@@ -113,19 +113,20 @@ def ingest_claimed(params: IngestParams) -> RawRecord | None:
         log.info("batch %s is already in %s; nothing to ingest", batch_id, params.raw_dir)
         return None
     files = ticket_files(params, ticket)
-    missing = [f.path for f in files if not (params.incoming_dir / f.path).exists()]
+    folder = claimed_folder(params)
+    missing = [f.path for f in files if not (folder / f.path).exists()]
     if missing or not files:
         what = f"missing {missing[0]}" if missing else "no list of its files"
         raise MainstemError(
             f"claimed batch {batch_id} is neither in {params.raw_dir} nor complete in "
-            f"{params.incoming_dir} ({what}); run `dvc pull` to fetch raw batches"
+            f"{folder} ({what}); run `dvc pull` to fetch raw batches"
         )
     sequence = _next_sequence(params.raw_dir, batch_id)
     name = ticket.get("name")
     name = None if name is None else str(name)
     meta = {"batch_id": batch_id, "sequence": sequence, "name": name}
     with storage_errors(f"could not snapshot batch {batch_id}"):
-        md5, sha256, size = write_pack(pack_path(params.raw_dir), meta, params.incoming_dir, files)
+        md5, sha256, size = write_pack(pack_path(params.raw_dir), meta, folder, files)
         record = RawRecord(batch_id, sequence, name, md5, sha256, size)
         write_record(params.raw_dir, record)
     log.info("ingested batch %s as sequence %d (%d files)", batch_id, sequence, len(files))

@@ -35,7 +35,7 @@ import psutil
 from mainstem import crashpoints
 from mainstem.durable import fsync_dir, storage_errors
 from mainstem.errors import LockError
-from mainstem.intake.delivery import CLAIM_TMP_PREFIX, PROCESSING, READY
+from mainstem.intake.delivery import CLAIM_TMP_PREFIX, PROCESSING, READY, entry_dir
 
 LockState = Literal["mine", "live", "stale"]
 MUTEX = f"{CLAIM_TMP_PREFIX}mutex"
@@ -54,6 +54,8 @@ class LockOwner:
     one_process: bool = False
     # The run stopped on an error and left the batch for the next run to resume.
     given_up: bool = False
+    # The queue entry the batch came from: its sub-folder of the drop folder, "" for the root.
+    entry: str = ""
 
     def describe(self) -> str:
         claimed = datetime.fromtimestamp(self.claimed_at, UTC).isoformat(timespec="seconds")
@@ -76,12 +78,23 @@ def process_start_time(pid: int) -> float:
 
 
 def owner_for(
-    run_id: str, now: float, batch_id: str | None = None, one_process: bool = False
+    run_id: str,
+    now: float,
+    batch_id: str | None = None,
+    one_process: bool = False,
+    entry: str = "",
 ) -> LockOwner:
     """A lock owner record for this process; `one_process` when the run ends with this process."""
     pid = os.getpid()
     started = process_start_time(pid)
-    return LockOwner(run_id, socket.gethostname(), pid, started, now, now, batch_id, one_process)
+    return LockOwner(
+        run_id, socket.gethostname(), pid, started, now, now, batch_id, one_process, entry=entry
+    )
+
+
+def ready_marker(incoming: Path, owner: LockOwner) -> Path:
+    """The `_READY` of the queue entry `owner` claims (or claimed)."""
+    return entry_dir(incoming, owner.entry) / READY
 
 
 def lock_path(incoming: Path) -> Path:
@@ -192,14 +205,22 @@ def acquire(incoming: Path, owner: LockOwner, ready_required: bool = False) -> b
             tmp.unlink(missing_ok=True)
         crashpoints.reach("claim remove _READY")
         try:
-            (incoming / READY).unlink()
+            ready_marker(incoming, owner).unlink()
         except FileNotFoundError:
             if ready_required:
                 lock_path(incoming).unlink(missing_ok=True)
                 fsync_dir(incoming)
                 return False
+        _fsync_entry(incoming, owner)
         fsync_dir(incoming)
     return True
+
+
+def _fsync_entry(incoming: Path, owner: LockOwner) -> None:
+    """Make the removal of a sub-folder entry's `_READY` durable (the root's is synced anyway)."""
+    folder = ready_marker(incoming, owner).parent
+    if folder != incoming and folder.is_dir():
+        fsync_dir(folder)
 
 
 def take_over(incoming: Path, stale: LockOwner, owner: LockOwner) -> bool:
@@ -219,9 +240,11 @@ def take_over(incoming: Path, stale: LockOwner, owner: LockOwner) -> bool:
             tmp.unlink(missing_ok=True)
         fsync_dir(incoming)
         # The stale holder may have died between creating the lock and removing `_READY`.
-        if (incoming / READY).exists():
+        ready = ready_marker(incoming, stale)
+        if ready.exists():
             crashpoints.reach("claim remove _READY")
-            (incoming / READY).unlink(missing_ok=True)
+            ready.unlink(missing_ok=True)
+            _fsync_entry(incoming, stale)
             fsync_dir(incoming)
     return True
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from mainstem.durable import fsync_dir, storage_errors
 from mainstem.errors import StorageError
-from mainstem.intake.delivery import CLAIM_TMP_PREFIX, PROCESSING, READY, scan
+from mainstem.intake import lock
+from mainstem.intake.delivery import CLAIM_TMP_PREFIX, entry_dir, scan
+from mainstem.intake.queue import ROOT_ENTRY, queue_folders, ready_entries
 from mainstem.params import Params
 
 PROBE_BYTES = 4096
@@ -107,10 +109,23 @@ def probe(directory: Path, purpose: str, incoming: Path) -> None:
         fsync_dir(directory)
 
 
-def waiting_bytes(incoming: Path) -> int:
-    """The size of the regular files in the drop folder."""
-    found, _problems = scan(incoming)
+def waiting_bytes(incoming: Path, entry: str = ROOT_ENTRY) -> int:
+    """The size of the regular files of one queue entry (the root's leaves the others out)."""
+    folder = entry_dir(incoming, entry)
+    if not folder.is_dir():
+        return 0
+    apart = queue_folders(incoming) if entry == ROOT_ENTRY else frozenset()
+    found, _problems = scan(folder, apart)
     return sum(info.st_size for _rel, info in found)
+
+
+def next_entry(incoming: Path) -> str | None:
+    """The queue entry the next claim works on: the claimed one, else the oldest ready one."""
+    holder = lock.read_owner(incoming)
+    if holder is not None:
+        return holder.entry
+    ready = ready_entries(incoming)
+    return ready[0].name if ready else None
 
 
 def check_space(params: Params, batch_bytes: int) -> None:
@@ -144,10 +159,12 @@ def preflight(params: Params) -> None:
     """Refuse to start a batch that cannot finish for lack of permission or room.
 
     Does nothing when no batch waits (no `_READY`, no `_PROCESSING`): then there is no work to
-    protect, and a disk problem is reported by the first run that has a batch.
+    protect, and a disk problem is reported by the first run that has a batch. The room asked
+    for is that of the batch the claim works on next, not of the whole queue.
     """
     incoming = params.ingest.incoming_dir
-    if not (incoming / READY).exists() and not (incoming / PROCESSING).exists():
+    entry = next_entry(incoming) if incoming.is_dir() else None
+    if entry is None:
         return
     targets = write_targets(params)
     for target in targets:
@@ -157,4 +174,4 @@ def preflight(params: Params) -> None:
     )
     for directory, purpose in probed:
         probe(directory, purpose, incoming)
-    check_space(params, waiting_bytes(incoming))
+    check_space(params, waiting_bytes(incoming, entry))

@@ -1,4 +1,8 @@
-"""A local Airflow for one workspace: api-server, scheduler and dag-processor on 127.0.0.1.
+"""A local Airflow for one workspace: api-server, scheduler, dag-processor and triggerer.
+
+The triggerer runs the asset watcher that starts `data_pipeline_dag` when a batch's `_READY`
+appears (`mainstem.flow.ready_trigger`); its log server is off, as the scheduler's is, so nothing
+listens beyond the api-server on 127.0.0.1.
 
 In: a pipeline workspace, a home folder for Airflow's state, a port, optionally a database URL.
 Out: running processes with the workspace's `dags/` loaded and unpaused, the `mainstem_workspace`
@@ -84,7 +88,6 @@ class AirflowStack:
     executor: str = "LocalExecutor"
     dags_folder: Path | None = None  # None: the workspace's dags/
     settings: dict[str, str] = field(default_factory=dict)  # more, for every component
-    triggerer: bool = False  # for deferrable operators and event-driven (asset watcher) DAGs
     _client: AirflowApi | None = None
 
     @property
@@ -129,7 +132,7 @@ class AirflowStack:
         return completed
 
     def start(self, timeout: float = 180.0) -> None:
-        """Migrate the metadata DB, create the pool, start the three components, wait for them."""
+        """Migrate the metadata DB, create the pool, start the four components, wait for them."""
         if self.owns_processes:
             left = stop_orphans(self.home)
             if left:
@@ -149,10 +152,8 @@ class AirflowStack:
             "api-server": [airflow, "api-server", "-H", "127.0.0.1", "-p", str(self.port)],
             "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
             "dag-processor": [airflow, "dag-processor"],
+            "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
         }
-        if self.triggerer:
-            # Its log server would listen on every interface: loopback only here.
-            commands["triggerer"] = [airflow, "triggerer", "--skip-serve-logs"]
         for name, command in commands.items():
             output = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
             self.processes[name] = subprocess.Popen(

@@ -153,7 +153,6 @@ class CeleryServices:
             raise ServiceError("the Celery stack needs Airflow's metadata on PostgreSQL")
         self.broker.start()
         airflow.executor = "CeleryExecutor"
-        airflow.triggerer = True
         airflow.settings.update(
             celery_settings(self.broker.url, airflow.database_url, self.concurrency)
         )

@@ -18,7 +18,7 @@ from mainstem.commands import git
 from mainstem.flow.batch import process_next_batch
 from mainstem.flow.lineage import AUTHOR
 from mainstem.flow.workspace import configure_remote, create_workspace
-from mainstem.intake.submit import submit
+from mainstem.intake.submit import submit, submit_to_queue
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import load_params
 from tests.conftest import ROOT
@@ -36,10 +36,17 @@ GIT_HOOK = """#!/bin/sh
 """
 
 
-def prepare(base: Path, workspace_source: Path | None = None, waiting: BatchSpec = SECOND) -> Path:
+def prepare(
+    base: Path,
+    workspace_source: Path | None = None,
+    waiting: BatchSpec = SECOND,
+    queued: bool = False,
+) -> Path:
     """Build the template under `base`, with `waiting` as the waiting batch.
 
-    `workspace_source` is a workspace to copy instead of creating one.
+    `workspace_source` is a workspace to copy instead of creating one. With `queued`, the waiting
+    batch is a queue entry of its own (`mainstem submit`'s layout) rather than the drop folder's
+    root batch.
     """
     template = base / "template"
     if workspace_source is None:
@@ -62,7 +69,8 @@ def prepare(base: Path, workspace_source: Path | None = None, waiting: BatchSpec
     incoming = load_params(workspace).ingest.incoming_dir
     submit([make_batch(base / "deliveries" / "first", FIRST)], incoming, FIRST.name)
     process_next_batch(workspace)
-    submit([make_batch(base / "deliveries" / "waiting", waiting)], incoming, waiting.name)
+    deliver = submit_to_queue if queued else submit
+    deliver([make_batch(base / "deliveries" / "waiting", waiting)], incoming, waiting.name)
     return template
 
 

@@ -81,7 +81,9 @@ def _wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
 
 
 def _prepare(base: Path, waiting: BatchSpec) -> Sweep:
-    template = prepare(base, waiting=waiting)
+    # the waiting batch is a queue entry, as `mainstem submit` delivers it: its claim, release
+    # and quarantine act on its own folder
+    template = prepare(base, waiting=waiting, queued=True)
     expected = copy_setup(template, base / "expected")
     counter = base / "clean.count"
     trace = base / "clean.trace"

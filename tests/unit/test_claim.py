@@ -112,8 +112,8 @@ def test_files_changing_while_claimed_hand_the_batch_back(
     table = params.incoming_dir / "table.csv"
     real_read = dropfolder.read_delivery
 
-    def read_while_producer_appends(incoming: Path):  # type: ignore[no-untyped-def]
-        delivery = real_read(incoming)
+    def read_while_producer_appends(incoming: Path, apart: frozenset[str]):  # type: ignore[no-untyped-def]
+        delivery = real_read(incoming, apart)
         with open(table, "a") as handle:
             handle.write("2,images/a.png\n")
         return delivery

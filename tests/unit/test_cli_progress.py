@@ -43,7 +43,7 @@ def test_submit_copies_writes_the_manifest_then_ready(
     (batch / "images" / "1.png").write_bytes(os.urandom(3 << 20))
     main(["submit", str(batch), "--name", "b1", "--workspace", str(settings)])
     assert "delivered 2 files" in capsys.readouterr().out
-    incoming = settings / "data" / "incoming"
+    incoming = settings / "data" / "incoming" / "b1"  # a queue entry of its own
     manifest = json.loads((incoming / "_MANIFEST.json").read_text())
     assert manifest["name"] == "b1"
     for item in manifest["files"]:
@@ -55,11 +55,17 @@ def test_submit_copies_writes_the_manifest_then_ready(
         incoming / "_MANIFEST.json"
     ).stat().st_mtime_ns
 
+    # a second producer does not wait: its batch gets a folder of its own, and the queue shows
+    main(["submit", str(batch), "--name", "b1", "--workspace", str(settings)])
+    out = capsys.readouterr().out
+    assert "b1.2" in out
+    assert "queue: 2 batch(es) wait" in out
+
     with pytest.raises(SystemExit) as exited:
-        main(["submit", str(batch), "--workspace", str(settings)])
+        main(["submit", str(batch), "--name", "../b2", "--workspace", str(settings)])
     assert exited.value.code == 1
     err = capsys.readouterr().err
-    assert "still holds a batch (_READY is present)" in err
+    assert "cannot name a batch's folder" in err
     assert "Traceback" not in err
 
 

@@ -26,7 +26,9 @@ def _states(run: Any) -> dict[str, str]:
 def test_dag_structure(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
     dag = dagbag.dags["data_pipeline_dag"]
-    assert dag.timetable.expression == "*/5 * * * *"
+    assert dag.timetable.timetable.expression == "*/5 * * * *"
+    (watcher,) = dag.timetable.asset_condition.watchers
+    assert watcher.trigger.serialize()[0] == "mainstem.flow.ready_trigger.ReadyBatchTrigger"
     assert dag.max_active_runs == 1
     assert dag.catchup is False
     order = ["claim", "repro", "push", "record_lineage", "publish", "release"]
@@ -66,6 +68,7 @@ def test_rejected_batch_is_quarantined_and_the_next_one_goes_through(
     states = _states(rejected)
     assert states["release"] == "failed"
     assert states["trigger_retrain_policy"] == "upstream_failed"
+    assert states["drain_queue"] == "skipped"  # nothing else waits
     (quarantined,) = params.ingest.quarantine_dir.iterdir()
     assert (quarantined / "files" / "batch-001.csv").exists()
     assert json.loads((quarantined / "report.json").read_text())["status"] == "rejected"
@@ -103,3 +106,31 @@ def test_nothing_ready_skips_everything(dagbag: Any, workspace: Path) -> None:
     assert states.pop("claim") == "success"
     assert set(states.values()) == {"skipped"}
     assert git(["rev-parse", "HEAD"], workspace).stdout == before
+
+
+def test_a_run_triggers_the_next_while_batches_wait_in_the_queue(
+    dagbag: Any, workspace: Path, tmp_path: Path
+) -> None:
+    from mainstem.intake.submit import submit_to_queue
+    from mainstem.local.samples import make_batch
+
+    dag = dagbag.dags["data_pipeline_dag"]
+    params = load_params(workspace)
+    for number, name in ((1, "older"), (2, "newer")):
+        spec = BatchSpec(number, first_id=number * 100, rows=10)
+        submit_to_queue([make_batch(tmp_path / name, spec)], params.ingest.incoming_dir, name)
+        time.sleep(0.05)  # distinct _READY times: "older" is claimed first
+
+    first = dag.test()
+    again = take_queued("data_pipeline_dag")
+    second = dag.test()
+
+    assert str(first.state) == "success", _states(first)
+    assert _states(first)["drain_queue"] == "success"
+    assert again == [{}]
+    assert str(second.state) == "success", _states(second)
+    assert _states(second)["drain_queue"] == "skipped"
+    assert take_queued("data_pipeline_dag") == []
+    subjects = git(["log", "-2", "--format=%s"], workspace).stdout
+    assert subjects.index("newer") < subjects.index("older")
+    assert len(pd.read_parquet(params.merge.master_dir)) == 20
