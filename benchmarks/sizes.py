@@ -33,6 +33,8 @@ class Size:
     pipeline_batches: int
     # P11: one more batch after histories of these many batches (MAINSTEM_BENCH_HISTORY wins)
     history_batches: tuple[int, ...] = (10, 100, 300)
+    # P10: the size delta-rs aims its files at in the tuned Delta layout (about one part)
+    delta_file_bytes: int = 4 << 20
 
 
 SIZES = {
@@ -76,5 +78,6 @@ SIZES = {
         mlflow_runs=30,
         pipeline_batches=50,
         history_batches=(3, 10),
+        delta_file_bytes=64 << 10,
     ),
 }
