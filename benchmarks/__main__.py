@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchmarks import (
     decision_bench,
+    delta_bench,
     explain_bench,
     flow_bench,
     history_bench,
@@ -33,6 +34,7 @@ SECTIONS = {
     "P5": flow_bench.run,
     "P6": decision_bench.run,
     "P7": latency_bench.run,
+    "P10": delta_bench.run,
     "P11": history_bench.run,
     "P12": explain_bench.run,
     "P13": lineage_bench.run,

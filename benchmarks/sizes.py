@@ -40,6 +40,8 @@ class Size:
     # P8: a queue of this many batches of these many rows, drained through the real scheduler
     drain_batches: int = 100
     drain_rows: int = 100
+    # P10: the size delta-rs aims its files at in the tuned Delta layout (about one part)
+    delta_file_bytes: int = 4 << 20
 
 
 SIZES = {
@@ -85,5 +87,6 @@ SIZES = {
         history_batches=(3, 10),
         latency_batches=2,
         drain_batches=2,
+        delta_file_bytes=64 << 10,
     ),
 }
