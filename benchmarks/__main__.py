@@ -11,6 +11,7 @@ from pathlib import Path
 from benchmarks import (
     decision_bench,
     explain_bench,
+    fixed_cost_bench,
     flow_bench,
     history_bench,
     images_bench,
@@ -30,6 +31,7 @@ SECTIONS = {
     "P4": images_bench.run,
     "P5": flow_bench.run,
     "P6": decision_bench.run,
+    "P9": fixed_cost_bench.run,
     "P11": history_bench.run,
     "P12": explain_bench.run,
     "P13": lineage_bench.run,

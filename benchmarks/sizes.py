@@ -33,6 +33,8 @@ class Size:
     pipeline_batches: int
     # P11: one more batch after histories of these many batches (MAINSTEM_BENCH_HISTORY wins)
     history_batches: tuple[int, ...] = (10, 100, 300)
+    # P9: `mainstem process` runs on a small batch and on nothing, each
+    fixed_cost_runs: int = 5
 
 
 SIZES = {
@@ -76,5 +78,6 @@ SIZES = {
         mlflow_runs=30,
         pipeline_batches=50,
         history_batches=(3, 10),
+        fixed_cost_runs=1,
     ),
 }
