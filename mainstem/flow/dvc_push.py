@@ -20,7 +20,6 @@ from mainstem.errors import BatchFailedError
 def push_batch(root: Path, batch_id: str) -> str:
     """Push the workspace's DVC outputs to its default remote; what DVC reports, in words."""
     crashpoints.reach("dvc push")
-    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     os.environ.update(QUIET_ENV)  # what the `dvc` command gets from `commands.tool_env`
@@ -28,7 +27,7 @@ def push_batch(root: Path, batch_id: str) -> str:
         # DVC resolves some paths against the current directory, not the repository's
         with chdir(root), Repo(str(root)) as repo:
             pushed = repo.push()
-    except DvcException as exc:
+    except Exception as exc:  # DVC raises its own types, and OSError from a local remote
         cause = str(exc) or type(exc).__name__
         if exc.__cause__ is not None:
             cause = f"{cause}: {exc.__cause__}"
