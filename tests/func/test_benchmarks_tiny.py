@@ -18,14 +18,14 @@ def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
     assert data["size"] == "tiny"
     targets = [(t["id"], t["goal"]) for t in data["targets"]]
     ids = [t[0] for t in targets]
-    expected = ["P1", "P1", "P2", "P2", "P3", "P4", "P5", "P6"]
+    expected = ["P1", "P1", "P2", "P2", "P3", "P4", "P5", "P6", "P9"]
     # P11: DVC time, cache growth, push size, merge and status at the longer history, as
     # ratios to the shorter, and cache growth against the batch's own bytes
     expected += ["P11"] * 6 + ["P12", "P12", "P13", "P13"]
-    assert ids[:20] == [*expected, "P14", "P14"]
-    assert ids[20:] in ([], ["P14"])  # Chromium's render time, where a browser is installed
+    assert ids[:21] == [*expected, "P14", "P14"]
+    assert ids[21:] in ([], ["P14"])  # Chromium's render time, where a browser is installed
     measured = {m["id"] for m in data["measurements"]}
-    assert measured == {"P1", "P2", "P3", "P4", "P5", "P6", "P11", "P12", "P13", "P14"}
+    assert measured == {"P1", "P2", "P3", "P4", "P5", "P6", "P9", "P11", "P12", "P13", "P14"}
     assert all(t["figure"] is not None for t in data["targets"])
 
     table = (tmp_path / "results" / "results.md").read_text()
@@ -37,3 +37,5 @@ def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
     assert "retrain explain, no MLflow store yet" in table
     assert "retrain explain, a store with production" in table
     assert "pipeline page size, 50 batches" in table
+    assert "mainstem process, nothing waiting" in table
+    assert "batch minus no-op, CPU time" in table
