@@ -300,7 +300,19 @@ def _timed_dvc(seconds: dict[str, float]) -> Iterator[None]:
         finally:
             seconds[args[0]] = seconds.get(args[0], 0.0) + time.perf_counter() - start
 
-    with patch.object(batchflow, "run_dvc", timed):
+    real_push = batchflow.push_batch
+
+    def timed_push(root: Path, batch_id: str) -> str:
+        start = time.perf_counter()
+        try:
+            return real_push(root, batch_id)
+        finally:
+            seconds["push"] = seconds.get("push", 0.0) + time.perf_counter() - start
+
+    with (
+        patch.object(batchflow, "run_dvc", timed),
+        patch.object(batchflow, "push_batch", timed_push),
+    ):
         yield
 
 

@@ -42,6 +42,8 @@ class Size:
     drain_rows: int = 100
     # P10: the size delta-rs aims its files at in the tuned Delta layout (about one part)
     delta_file_bytes: int = 4 << 20
+    # P9: `mainstem process` runs on a small batch and on nothing, each
+    fixed_cost_runs: int = 5
 
 
 SIZES = {
@@ -88,5 +90,6 @@ SIZES = {
         latency_batches=2,
         drain_batches=2,
         delta_file_bytes=64 << 10,
+        fixed_cost_runs=1,
     ),
 }

@@ -17,6 +17,7 @@ import yaml
 from mainstem.errors import ParamsError
 
 PARAMS_FILE = "params.yaml"
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # What `train:` may declare. The names are the contract between params.yaml and the training
 # code, which maps each one to its implementation (mainstem/training/model.py).
 TASK_MODELS = {
@@ -275,7 +276,8 @@ def load_params(root: Path | str = ".") -> Params:
     root = Path(root).resolve()
     path = root / PARAMS_FILE
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's loader when PyYAML has it: params are read at every step, ~6x faster
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except FileNotFoundError as exc:
         raise ParamsError(f"{path} not found: run this from a mainstem workspace") from exc
     except yaml.YAMLError as exc:

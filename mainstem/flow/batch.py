@@ -31,6 +31,7 @@ from mainstem import crashpoints
 from mainstem.commands import dvc
 from mainstem.durable import clear_staging
 from mainstem.errors import BatchFailedError, BatchRejectedError, MainstemError
+from mainstem.flow.dvc_push import push_batch
 from mainstem.flow.lineage import BatchRecord, committed_text, record
 from mainstem.flow.pipeline import require_committed_pipeline
 from mainstem.flow.runner import FlowRun, push_outputs, run_flow
@@ -43,7 +44,7 @@ from mainstem.intake.preflight import preflight
 from mainstem.intake.raw_store import INDEX as RAW_INDEX
 from mainstem.intake.raw_store import pack_path
 from mainstem.master.metrics import master_rows as tracked_master_rows
-from mainstem.params import IngestParams, Params
+from mainstem.params import SAFE_LOADER, IngestParams, Params
 from mainstem.validation.layout import INDEX as VALIDATED_INDEX
 from mainstem.validation.layout import batch_dir, read_report
 
@@ -139,8 +140,13 @@ def claimed_batch_id(ingest: IngestParams) -> str:
     return str(batch_id)
 
 
-def record_batch(params: Params, batch_id: str, duplicate: bool | None = None) -> str | None:
-    """Commit the batch's lineage; a duplicate delivery is recorded under the name it came with."""
+def record_batch(
+    params: Params, batch_id: str, duplicate: bool | None = None, rows: int | None = None
+) -> str | None:
+    """Commit the batch's lineage; a duplicate delivery is recorded under the name it came with.
+
+    `rows` is `master_rows` when the caller has read it already; else it is read here.
+    """
     if not params.lineage_enabled:
         log.info("lineage recording is off (lineage.enabled: false)")
         return None
@@ -149,7 +155,7 @@ def record_batch(params: Params, batch_id: str, duplicate: bool | None = None) -
     if duplicate is None:
         duplicate = current and bool(ticket.get("duplicate_of"))
     delivered_as = str(ticket["name"]) if current and ticket.get("name") else None
-    rows = master_rows(params)
+    rows = master_rows(params) if rows is None else rows
     report = batch_report(params.validate.validated_dir, batch_id)
     before = master_before(params)
     message = BatchRecord.from_report(report, rows, duplicate, delivered_as, before).message()
@@ -158,7 +164,8 @@ def record_batch(params: Params, batch_id: str, duplicate: bool | None = None) -
 
 def _merge_out_hash(lock_text: str | None) -> str | None:
     """The master's DVC hash in a `dvc.lock` text; None when it records no merge."""
-    merge = (yaml.safe_load(lock_text or "") or {}).get("stages", {}).get(REPRO_TARGET) or {}
+    lock = yaml.load(lock_text or "", Loader=SAFE_LOADER) or {}
+    merge = lock.get("stages", {}).get(REPRO_TARGET) or {}
     outs = merge.get("outs") or [{}]
     return outs[0].get("md5")
 
@@ -235,23 +242,27 @@ def repro(run: FlowRun, state: StepState) -> StepState:
 def push(run: FlowRun, state: StepState) -> StepState:
     """`dvc push` to the workspace's default remote; skipped when none is configured."""
     batch_id = claimed_batch_id(run.params.ingest)
-    push_outputs(run.root, lambda args: run_dvc(run.root, args, batch_id))
+    push_outputs(run.root, lambda args: push_batch(run.root, batch_id))
     return {}
 
 
 def record_lineage(run: FlowRun, state: StepState) -> StepState:
-    """One git commit with `dvc.lock`, the claim ticket and the metrics."""
+    """One git commit with `dvc.lock`, the claim ticket and the metrics; and `master_rows`, read
+    once here through DVC for the message and handed on to `publish`."""
     params = run.params
     batch_id = claimed_batch_id(params.ingest)
     duplicate = state.get("duplicate")
-    commit = record_batch(params, batch_id, None if duplicate is None else bool(duplicate))
+    rows = master_rows(params)
+    commit = record_batch(params, batch_id, None if duplicate is None else bool(duplicate), rows)
     run.seen["commit"] = commit
-    return {"commit": commit}
+    return {"commit": commit, "master_rows": rows}
 
 
 def publish(run: FlowRun, state: StepState) -> StepState:
-    """Publish `master_rows` from the DVC metrics file (never by re-reading the master)."""
-    rows = master_rows(run.params)
+    """Publish `master_rows` from the DVC metrics file (never by re-reading the master), as
+    `record_lineage` read it after `dvc repro`: the batch's lock keeps the file unchanged since."""
+    known = state.get("master_rows")
+    rows = master_rows(run.params) if known is None else int(known)
     run.seen["master_rows"] = rows
     crashpoints.reach("publish master_rows")
     if run.publish_rows is not None:

@@ -9,10 +9,12 @@ any number of batches; and `master_rows` read back through DVC.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mainstem.master.parts import Manifest
 from mainstem.metrics import read_metric
+
+if TYPE_CHECKING:  # pyarrow: not for a reader of `master_rows`
+    from mainstem.master.parts import Manifest
 
 
 def master_metrics(manifest: Manifest) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.facet_v2 import DatasetFacet, InputDatasetFacet
@@ -23,8 +23,13 @@ from mainstem.intake.raw_store import pack_path
 from mainstem.openlineage import facets
 from mainstem.openlineage.facets import DatasetState
 from mainstem.params import Params
-from mainstem.validation.contract import Contract, load_contract
 from mainstem.validation.layout import batch_dir, read_report
+
+if TYPE_CHECKING:
+    from mainstem.validation.contract import Contract
+
+# the train stage reads the master, named by its request: its events carry the master's schema
+_READS_SCHEMA = frozenset({"validate", "train"})
 
 
 def file_namespace(host: str | None = None) -> str:
@@ -78,8 +83,25 @@ def stage_facts(params: Params, stage: str, contract: Contract | None) -> StageF
 
 
 def active_contract(params: Params) -> Contract | None:
+    from mainstem.validation.contract import load_contract  # pandera: only when it is needed
+
     path = params.validate.contract_path
     return load_contract(path, check_schema=False) if path.is_file() else None
+
+
+def stage_contract(
+    params: Params, stage: str, states: tuple[list[DatasetState], list[DatasetState]]
+) -> Contract | None:
+    """The active contract when the stage's events carry it (a schema-bearing folder among its
+    datasets, or the validate stage's quality assertions); None otherwise, without loading it."""
+    schema_paths = {
+        _relative(params, params.validate.validated_dir),
+        _relative(params, params.merge.master_dir),
+    }
+    paths = {state.path for state in [*states[0], *states[1]]}
+    if stage in _READS_SCHEMA or paths & schema_paths:
+        return active_contract(params)
+    return None
 
 
 def build_datasets(

@@ -116,16 +116,15 @@ def close_abandoned(current: StageRun, send: Any) -> str | None:
 
 def complete_event(current: StageRun) -> RunEvent:
     """COMPLETE with the stage's datasets as DVC will record them, and their facets."""
-    from mainstem.openlineage.datasets import active_contract, build_datasets, stage_facts
+    from mainstem.openlineage.datasets import build_datasets, stage_contract, stage_facts
     from mainstem.openlineage.dvc_datasets import stage_datasets
     from mainstem.params import load_params
 
     params = load_params(current.root)
-    contract = active_contract(params)
+    states = stage_datasets(params.root, current.stage)
+    contract = stage_contract(params, current.stage, states)
     facts = stage_facts(params, current.stage, contract)
-    inputs, outputs = build_datasets(
-        params, stage_datasets(params.root, current.stage), facts, contract
-    )
+    inputs, outputs = build_datasets(params, states, facts, contract)
     extra: dict[str, RunFacet] = {}
     if current.stage == "train":
         trained = facets.training_facet(

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from mainstem.errors import ParamsError
+from mainstem.params import SAFE_LOADER
 
 SECTION = "openlineage"
 DEFAULT_EVENTS_DIR = "lineage/openlineage"
@@ -79,7 +80,8 @@ def load_settings(root: Path) -> LineageSettings:
     """The workspace's settings, with an absolute events folder (the Airflow provider writes there
     from processes started elsewhere)."""
     root = Path(root).resolve()
-    document = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
+    text = (root / "params.yaml").read_text(encoding="utf-8")
+    document = yaml.load(text, Loader=SAFE_LOADER) or {}
     return parse_settings(root, document)
 
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mainstem.durable import canonical_json, read_json, write_json
 from mainstem.errors import ContractError, TrainingError
 from mainstem.params import Params
-from mainstem.training.model import check_declared, master_hash
-from mainstem.validation.contract import Contract, load_contract
+
+if TYPE_CHECKING:
+    from mainstem.validation.contract import Contract
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class Blocker:
 
 def declared_contract(params: Params) -> Contract:
     """The active contract, after checking that the declared label and features fit it."""
+    # pandas and pandera only here: the policy and the drift pin import this module on every batch
+    from mainstem.training.model import check_declared
+    from mainstem.validation.contract import load_contract
+
     contract = load_contract(params.validate.contract_path, check_schema=False)
     check_declared(params.train, contract)
     return contract
@@ -64,6 +69,8 @@ def _contract_fingerprint(params: Params) -> str:
 
 def current_master_md5(params: Params) -> str | None:
     """The master's hash in `dvc.lock`, or None before the first merge."""
+    from mainstem.training.model import master_hash
+
     try:
         lock = yaml.safe_load((params.root / "dvc.lock").read_text(encoding="utf-8"))
         return master_hash(lock, params.merge.master_dir.relative_to(params.root).as_posix())
