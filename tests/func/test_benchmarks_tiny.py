@@ -9,9 +9,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from benchmarks.__main__ import main
 
 
+# every section runs, the real scheduler's P7 and P8 and a worker's P15 among them
+@pytest.mark.timeout(1800)
 def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
     main(["--size", "tiny", "--out", str(tmp_path / "results"), "--work", str(tmp_path)])
 
