@@ -83,7 +83,9 @@ def test_cli_and_dag_give_identical_master_metrics_lock_and_lineage(
     by_dag = _copy(workspace_template, tmp_path / "dag")
     dag = _dagbag(by_dag, single_task, monkeypatch).dags["data_pipeline_dag"]
     expected_tasks = {BATCH_FLOW.name} if single_task else {s.name for s in BATCH_FLOW.steps}
-    assert set(dag.task_ids) == {*expected_tasks, "trigger_retrain_policy"}
+    # then the retrain policy, and this DAG again while batches wait in the queue
+    drain = {"batches_waiting", "drain_queue"}
+    assert set(dag.task_ids) == {*expected_tasks, "trigger_retrain_policy", *drain}
 
     for spec in BATCHES:
         _deliver(by_cli, tmp_path / "deliveries", spec)
@@ -105,4 +107,4 @@ def test_single_task_mode_makes_one_task_per_path(
     assert set(bag.dags["train_pipeline_dag"].task_ids) == {TRAINING_FLOW.name}
     (only,) = [bag.dags["data_pipeline_dag"].get_task(BATCH_FLOW.name)]
     assert only.pool == "mainstem_workspace"
-    assert only.downstream_task_ids == {"trigger_retrain_policy"}
+    assert only.downstream_task_ids == {"trigger_retrain_policy", "batches_waiting"}
