@@ -175,7 +175,8 @@ def test_every_verb_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     def verbs(parser: Any, prefix: list[str]) -> list[list[str]]:
         found = [prefix]
         for action in parser._actions:
-            for name, sub in (getattr(action, "choices", None) or {}).items():
+            choices = getattr(action, "choices", None)  # a list for an option's values
+            for name, sub in (choices if isinstance(choices, dict) else {}).items():
                 if hasattr(sub, "_actions"):
                     found += verbs(sub, [*prefix, name])
         return found
