@@ -894,6 +894,9 @@ def _stdout_closed() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if isinstance(getattr(args, "workspace", None), str):
+        # as params.yaml's paths are: resolved, so one is always relative to the other
+        args.workspace = str(Path(args.workspace).resolve())
     show_to_children()
     try:
         status = run_entry(

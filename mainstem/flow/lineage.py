@@ -112,7 +112,9 @@ def batches_named(root: Path, name: str) -> list[str]:
 
 def committed_text(root: Path, path: Path) -> str | None:
     """The file at `path` as the last commit holds it; None before it was first committed."""
-    shown = git(["show", f"HEAD:{path.relative_to(root).as_posix()}"], root, check=False)
+    # `root` may be relative (`mainstem process` run inside the workspace), params' paths never
+    relative = path.resolve().relative_to(root.resolve())
+    shown = git(["show", f"HEAD:{relative.as_posix()}"], root, check=False)
     return shown.stdout if shown.returncode == 0 else None
 
 
