@@ -8,9 +8,10 @@ git-ignored: these are views, like the pipeline page that links to them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from mainstem.durable import write_bytes
+from mainstem.durable import clear_stale_tmp
 from mainstem.params import Params
 from mainstem.validation.layout import REPORT_HTML, record_of, result_file
 
@@ -31,5 +32,18 @@ def copy_report_page(params: Params, batch_id: str, again: bool = True) -> Path 
     if record is None:
         return None
     page = result_file(params.validate.validated_dir, record, REPORT_HTML, params.root)
-    write_bytes(copy, page.read_bytes())
+    _replace_view(copy, page.read_bytes())
     return copy
+
+
+def _replace_view(path: Path, data: bytes) -> None:
+    """Replace `path` atomically but not durably: a view made again from the store on demand,
+    like the pipeline page, so no crash test's write point (a kill leaves the old copy or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_tmp(path)
+    scratch = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        scratch.write_bytes(data)
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
