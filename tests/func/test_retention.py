@@ -339,7 +339,7 @@ def test_a_commit_whose_pack_was_dropped_still_checks_out_with_its_master(
     assert whole.returncode != 0
     assert "data/raw/batch.tar" in whole.stderr + whole.stdout
 
-    dvc(["pull", "--quiet", "data/master.parquet", "data/validated"], clone)
+    dvc(["pull", "--quiet", "data/master.parquet", "data/validated/batch"], clone)
     params = load_params(clone)
     rows = json.loads(params.merge.metrics_file.read_text())["master_rows"]
     assert len(pd.read_parquet(params.merge.master_dir)) == rows == 6
