@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from mainstem.cli import main
 from mainstem.commands import dvc, git
 from mainstem.flow.batch import process_next_batch
 from mainstem.flow.workspace import REMOTE_ENDPOINT_ENV, REMOTE_URL_ENV, configure_remote
@@ -116,6 +117,9 @@ def test_push_to_s3_then_pull_in_a_fresh_clone_rebuilds_the_same_master(
     for relative in ("data/raw", "data/validated", "data/master.parquet"):
         assert tree_bytes(clone / relative) == tree_bytes(workspace / relative)
 
+    # a rebuild of the master replays every batch: a clone first fetches their packs and files
+    # (the pull brings only what its commit's dvc.lock names: the newest batch)
+    main(["upgrade", "--fetch-raw", "--workspace", str(clone)])
     shutil.rmtree(clone / "data" / "master.parquet")
     dvc(["repro", "--force", "merge"], clone)
     assert tree_bytes(clone / "data/master.parquet") == tree_bytes(
