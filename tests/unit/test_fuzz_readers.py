@@ -35,7 +35,7 @@ from tests.unit.raw_batches import (
 CONTRACT = v1()
 RULE = CONTRACT.images[0]
 FUZZ = settings(
-    max_examples=120,  # keeps tests/unit under a minute; each run draws new examples
+    max_examples=80,  # keeps tests/unit under a minute; each run draws new examples
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -113,7 +113,7 @@ _CELL = st.text(st.sampled_from(list('0123456789-+.eE:T naNIf"\r\n\t,=@\x00\u066
 
 
 @pytest.mark.timeout(120)
-@settings(FUZZ, max_examples=60)  # every example reaches the full row checks: the slow path
+@settings(FUZZ, max_examples=40)  # every example reaches the full row checks: the slow path
 @given(cells=st.lists(st.lists(_CELL, max_size=9), max_size=6))
 def test_hostile_cells_under_a_valid_header_are_accepted_or_rejected(
     tmp_path: Path, cells: list[list[str]]
