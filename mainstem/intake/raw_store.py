@@ -88,21 +88,23 @@ def pack_path(raw_dir: Path) -> Path:
     return raw_dir / PACK
 
 
-def _seq_record(raw_dir: Path, sequence: int) -> Path:
+def seq_record_path(index_parent: Path, sequence: int) -> Path:
+    """A sequence's record under `index_parent/index/seq/`: 100 records a folder at most."""
     digits = f"{sequence:08d}"
     levels = [digits[at : at + 2] for at in range(0, 6, 2)]
-    return raw_dir.joinpath(INDEX, "seq", *levels, digits[6:] + ".json")
+    return index_parent.joinpath(INDEX, "seq", *levels, digits[6:] + ".json")
 
 
-def _id_record(raw_dir: Path, batch_id: str) -> Path:
-    return raw_dir.joinpath(INDEX, "id", batch_id[:2], batch_id[2:4], f"{batch_id}.json")
+def id_record_path(index_parent: Path, batch_id: str) -> Path:
+    """A batch id's record under `index_parent/index/id/`, two levels of its first 4 digits."""
+    return index_parent.joinpath(INDEX, "id", batch_id[:2], batch_id[2:4], f"{batch_id}.json")
 
 
 def record_of(raw_dir: Path, batch_id: str) -> RawRecord | None:
     """The index record of batch `batch_id`; None when it was never ingested."""
     if not batch_id or "/" in batch_id or batch_id.startswith("."):
         return None
-    data = read_json_object(_id_record(raw_dir, batch_id))
+    data = read_json_object(id_record_path(raw_dir, batch_id))
     return RawRecord.from_json(data) if data else None
 
 
@@ -132,7 +134,7 @@ def records(raw_dir: Path, last: int | None = None) -> list[RawRecord]:
     first = 1 if last is None else max(1, top - last + 1)
     found = []
     for sequence in range(first, top + 1):
-        data = read_json_object(_seq_record(raw_dir, sequence))
+        data = read_json_object(seq_record_path(raw_dir, sequence))
         if data is not None:
             found.append(RawRecord.from_json(data))
     return found
@@ -140,7 +142,7 @@ def records(raw_dir: Path, last: int | None = None) -> list[RawRecord]:
 
 def record_paths(raw_dir: Path, record: RawRecord) -> tuple[Path, Path]:
     """Where the index keeps `record`: by sequence, then by id (the one written last)."""
-    return _seq_record(raw_dir, record.sequence), _id_record(raw_dir, record.batch_id)
+    return seq_record_path(raw_dir, record.sequence), id_record_path(raw_dir, record.batch_id)
 
 
 def write_record(raw_dir: Path, record: RawRecord) -> None:
@@ -150,7 +152,8 @@ def write_record(raw_dir: Path, record: RawRecord) -> None:
         write_json(path, record.to_json())
 
 
-def _header(name: str, size: int) -> tarfile.TarInfo:
+def pack_header(name: str, size: int) -> tarfile.TarInfo:
+    """A tar header that depends on the name and size alone: no time, owner or mode of the file."""
     info = tarfile.TarInfo(name)
     info.size = size
     info.mtime = 0
@@ -191,7 +194,7 @@ def _add_verified(pack: tarfile.TarFile, source: Path, expected: DeliveredFile) 
     with os.fdopen(open_regular(source), "rb") as handle:
         reader = _VerifiedReader(handle)
         try:
-            pack.addfile(_header(f"{FILES_DIR}/{expected.path}", expected.size), reader)
+            pack.addfile(pack_header(f"{FILES_DIR}/{expected.path}", expected.size), reader)
         except OSError as error:
             if "unexpected end of data" not in str(error):
                 raise
@@ -217,7 +220,7 @@ def write_pack(
             with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as pack:
                 files = sorted(files, key=lambda f: f.path)
                 listing = canonical_json({**meta, "files": [f.to_json() for f in files]})
-                pack.addfile(_header(BATCH_FILE, len(listing)), io.BytesIO(listing))
+                pack.addfile(pack_header(BATCH_FILE, len(listing)), io.BytesIO(listing))
                 for item in files:
                     crashpoints.reach("ingest copy")
                     _add_verified(pack, incoming_dir / item.path, item)
@@ -241,9 +244,9 @@ def pack_bytes(meta: dict[str, Any], files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as pack:
         listing = canonical_json({**meta, "files": [f.to_json() for f in listed]})
-        pack.addfile(_header(BATCH_FILE, len(listing)), io.BytesIO(listing))
+        pack.addfile(pack_header(BATCH_FILE, len(listing)), io.BytesIO(listing))
         for item in listed:
-            header = _header(f"{FILES_DIR}/{item.path}", item.size)
+            header = pack_header(f"{FILES_DIR}/{item.path}", item.size)
             pack.addfile(header, io.BytesIO(files[item.path]))
     return buffer.getvalue()
 

@@ -13,17 +13,9 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from mainstem.intake.raw_store import pack_header
+
 MEMBER_DIR = "images"
-
-
-def _header(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
 
 
 def image_pack_bytes(images: dict[str, bytes]) -> bytes:
@@ -31,7 +23,7 @@ def image_pack_bytes(images: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as pack:
         for name, data in sorted(images.items()):
-            pack.addfile(_header(f"{MEMBER_DIR}/{name}", len(data)), io.BytesIO(data))
+            pack.addfile(pack_header(f"{MEMBER_DIR}/{name}", len(data)), io.BytesIO(data))
     return buffer.getvalue()
 
 

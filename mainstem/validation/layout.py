@@ -23,7 +23,12 @@ from typing import Any
 
 from mainstem.durable import read_json_object
 from mainstem.errors import ValidatedBatchMissingError
-from mainstem.intake.raw_store import cached_pack, last_sequence
+from mainstem.intake.raw_store import (  # the same sharding as the raw index
+    cached_pack,
+    id_record_path,
+    last_sequence,
+    seq_record_path,
+)
 
 BATCH = "batch"
 INDEX = "index"
@@ -83,16 +88,6 @@ class ValidatedRecord:
 
 def batch_dir(validated_dir: Path) -> Path:
     return validated_dir / BATCH
-
-
-def seq_record_path(validated_dir: Path, sequence: int) -> Path:
-    digits = f"{sequence:08d}"
-    levels = [digits[at : at + 2] for at in range(0, 6, 2)]
-    return validated_dir.joinpath(INDEX, "seq", *levels, digits[6:] + ".json")
-
-
-def id_record_path(validated_dir: Path, batch_id: str) -> Path:
-    return validated_dir.joinpath(INDEX, "id", batch_id[:2], batch_id[2:4], f"{batch_id}.json")
 
 
 def _record(path: Path) -> ValidatedRecord | None:
