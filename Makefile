@@ -7,6 +7,8 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 EXECUTOR ?= local
+# test processes: one per core of the 2-core machines the suite is sized for; TEST_WORKERS=0 runs serially
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test lint format bench lock clean stack stack-down airflow
 
@@ -24,8 +26,8 @@ demo: install  ## run the whole flow on sample data in .demo/
 airflow: install  ## Airflow UI on 127.0.0.1:8080 for the demo workspace; Ctrl-C stops it
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m mainstem.local.airflow_launcher --workspace .demo/workspace
 
-test: install  ## unit (pure, fast), then func (git, DVC, processes), then e2e (servers)
-	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest tests/unit tests/func tests/e2e
+test: install  ## unit (pure, fast), func (git, DVC, processes), e2e (servers), one file per worker
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit tests/func tests/e2e
 
 lint: install
 	$(BIN)/ruff check .

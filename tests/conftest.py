@@ -45,12 +45,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Kill child processes a test left running, and say which: a leak must not hang CI."""
     import psutil
 
-    leftovers = psutil.Process().children(recursive=True)
-    for child in leftovers:
-        with contextlib.suppress(psutil.Error):
-            print(f"\nleft running by a test, now killed: pid {child.pid} {child.cmdline()}")
-            child.kill()
-    psutil.wait_procs(leftovers, timeout=10)
+    # under xdist the controller's children are the workers, and each worker runs this itself
+    if not session.config.pluginmanager.has_plugin("dsession"):
+        leftovers = psutil.Process().children(recursive=True)
+        for child in leftovers:
+            with contextlib.suppress(psutil.Error):
+                print(f"\nleft running by a test, now killed: pid {child.pid} {child.cmdline()}")
+                child.kill()
+        psutil.wait_procs(leftovers, timeout=10)
     shutil.rmtree(os.environ.get("AIRFLOW_HOME", ""), ignore_errors=True)
 
 
