@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mainstem.commands import QUIET_ENV
-from mainstem.flow.workspace import configure_remote, create_workspace
+from mainstem.flow.workspace import (
+    REMOTE_ENDPOINT_ENV,
+    REMOTE_URL_ENV,
+    configure_remote,
+    create_workspace,
+)
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.params import IngestParams, load_params
@@ -73,7 +78,10 @@ def ingest_params(
 
 @pytest.fixture(scope="session")
 def workspace_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return create_workspace(tmp_path_factory.mktemp("template") / "workspace", ROOT)
+    """A workspace whose DVC remote is configured: its `.dvc/config.local` names that remote."""
+    template = create_workspace(tmp_path_factory.mktemp("template") / "workspace", ROOT)
+    configure_remote(template)
+    return template
 
 
 @pytest.fixture
@@ -81,8 +89,25 @@ def workspace(workspace_template: Path, tmp_path: Path) -> Path:
     """A fresh pipeline workspace with an empty master and a local DVC remote beside it."""
     dest = tmp_path / "workspace"
     shutil.copytree(workspace_template, dest, symlinks=True)
-    configure_remote(dest)
+    if os.environ.get(REMOTE_URL_ENV) or os.environ.get(REMOTE_ENDPOINT_ENV):
+        configure_remote(dest)  # a remote from the environment: let DVC write it
+    else:
+        # The template's config.local names the template's remote folder; naming the copy's
+        # instead gives the bytes `configure_remote(dest)` writes, without a `dvc` process
+        # (a second or more of CPU per test).
+        remote = _local_remote(dest)
+        remote.mkdir(parents=True, exist_ok=True)
+        config = dest / ".dvc" / "config.local"
+        text = config.read_text(encoding="utf-8")
+        config.write_text(
+            text.replace(str(_local_remote(workspace_template)), str(remote)), encoding="utf-8"
+        )
     return dest
+
+
+def _local_remote(workspace: Path) -> Path:
+    """The folder of the workspace's remote as params.yaml names it (`../remote`)."""
+    return (workspace / load_params(workspace).remote.url).resolve()
 
 
 Deliver = Callable[[BatchSpec], Path]
