@@ -55,7 +55,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         leftovers = psutil.Process().children(recursive=True)
         for child in leftovers:
             with contextlib.suppress(psutil.Error):
-                print(f"\nleft running by a test, now killed: pid {child.pid} {child.cmdline()}")
+                # stderr: an xdist worker's stdout is not shown, its stderr is the terminal's
+                print(
+                    f"\nleft running by a test, now killed: pid {child.pid} {child.cmdline()}",
+                    file=sys.stderr,
+                )
                 child.kill()
         psutil.wait_procs(leftovers, timeout=10)
     shutil.rmtree(os.environ.get("AIRFLOW_HOME", ""), ignore_errors=True)
