@@ -403,25 +403,44 @@ def grow(workspace: Workspace, batches: int) -> float:
     return time.perf_counter() - start
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of every child it has waited for (DVC, git, stages)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@dataclass
+class Spent:
+    """Wall-clock and CPU seconds, summed over what was timed under one name."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
 @contextmanager
-def _timed_dvc(seconds: dict[str, float]) -> Iterator[None]:
+def _timing(spent: dict[str, Spent], name: str) -> Iterator[None]:
+    wall, cpu = time.perf_counter(), _cpu()
+    try:
+        yield
+    finally:
+        total = spent.setdefault(name, Spent())
+        total.wall += time.perf_counter() - wall
+        total.cpu += _cpu() - cpu
+
+
+@contextmanager
+def _timed_dvc(spent: dict[str, Spent]) -> Iterator[None]:
     real = batchflow.run_dvc
 
     def timed(root: Path, args: list[str], batch_id: str) -> str:
-        start = time.perf_counter()
-        try:
+        with _timing(spent, args[0]):
             return real(root, args, batch_id)
-        finally:
-            seconds[args[0]] = seconds.get(args[0], 0.0) + time.perf_counter() - start
 
     real_push = batchflow.push_batch
 
     def timed_push(root: Path, batch_id: str) -> str:
-        start = time.perf_counter()
-        try:
+        with _timing(spent, "push"):
             return real_push(root, batch_id)
-        finally:
-            seconds["push"] = seconds.get("push", 0.0) + time.perf_counter() - start
 
     with (
         patch.object(batchflow, "run_dvc", timed),
@@ -430,40 +449,53 @@ def _timed_dvc(seconds: dict[str, float]) -> Iterator[None]:
         yield
 
 
-def _best_of(count: int, command: list[str], root: Path) -> float:
-    times = []
+def _best(runs: list[Spent]) -> Spent:
+    """The least wall-clock and the least CPU time of several runs (each its own minimum)."""
+    return Spent(min(r.wall for r in runs), min(r.cpu for r in runs))
+
+
+def _best_of(count: int, command: list[str], root: Path) -> Spent:
+    runs = []
     for _ in range(count):
-        start = time.perf_counter()
-        subprocess.run(command, cwd=root, env=tool_env(), capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        spent: dict[str, Spent] = {}
+        with _timing(spent, "run"):
+            subprocess.run(command, cwd=root, env=tool_env(), capture_output=True, check=True)
+        runs.append(spent["run"])
+    return _best(runs)
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def _merge_seconds(params: Params, before: Path) -> float:
-    """The merge stage's own time for the batch: the master it started from is put back, the
-    stage command runs alone, and it must write the master the pipeline wrote."""
+def _merge_alone(params: Params, before: Path, count: int) -> Spent:
+    """The merge stage's own time for the batch, best of `count`: each time the master it started
+    from is put back, the stage command runs alone, and it must write the master the pipeline
+    wrote."""
     master = params.merge.master_dir
     after = master.with_name("master-after")
     master.rename(after)
-    shutil.copytree(before, master)
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "stages.merge"],
-        cwd=params.root,
-        env=tool_env(),
-        capture_output=True,
-        check=True,
-    )
-    seconds = time.perf_counter() - start
-    same = _contents(master) == _contents(after)
-    shutil.rmtree(master)
-    after.rename(master)
-    assert same, "the merge stage run alone wrote another master than the pipeline did"
-    return seconds
+    runs = []
+    try:
+        for _ in range(count):
+            shutil.rmtree(master, ignore_errors=True)
+            shutil.copytree(before, master)
+            spent: dict[str, Spent] = {}
+            with _timing(spent, "merge"):
+                subprocess.run(
+                    [sys.executable, "-m", "stages.merge"],
+                    cwd=params.root,
+                    env=tool_env(),
+                    capture_output=True,
+                    check=True,
+                )
+            runs.append(spent["merge"])
+            same = _contents(master) == _contents(after)
+            assert same, "the merge stage run alone wrote another master than the pipeline did"
+    finally:
+        shutil.rmtree(master, ignore_errors=True)
+        after.rename(master)
+    return _best(runs)
 
 
 def one_more_batch(workspace: Workspace, work: Path) -> dict[str, float]:
@@ -480,11 +512,9 @@ def one_more_batch(workspace: Workspace, work: Path) -> dict[str, float]:
     shutil.rmtree(master_before, ignore_errors=True)
     shutil.copytree(params.merge.master_dir, master_before)
     cache, remote = _tree_bytes(root / ".dvc" / "cache"), _tree_bytes(workspace.remote)
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    with _timed_dvc(seconds):
+    spent: dict[str, Spent] = {}
+    with _timing(spent, "process"), _timed_dvc(spent):
         done = batchflow.process_next_batch(root)
-    total = time.perf_counter() - start
     assert done.report is not None, done
     assert done.report["status"] == "accepted", done.report
     workspace.batches = number
@@ -494,26 +524,38 @@ def one_more_batch(workspace: Workspace, work: Path) -> dict[str, float]:
         if before_files.get(path, (0, 0))[0] != inode
     )
     mainstem = [sys.executable, "-m", "mainstem.cli"]
+    repro, push = spent.get("repro", Spent()), spent.get("push", Spent())
+    merge = _merge_alone(params, master_before, 3)
+    status = _best_of(3, [*mainstem, "status", "--no-airflow", "--json"], root)
+    page = _best_of(1, [*mainstem, "report", "--pipeline"], root)
     return {
-        "process": total,
-        "dvc": seconds.get("repro", 0.0) + seconds.get("push", 0.0),
-        "dvc repro": seconds.get("repro", 0.0),
-        "dvc push": seconds.get("push", 0.0),
+        "process": spent["process"].wall,
+        "dvc": repro.wall + push.wall,
+        "dvc cpu": repro.cpu + push.cpu,
+        "dvc repro": repro.wall,
+        "dvc push": push.wall,
         "batch bytes": added,
         "cache growth": _tree_bytes(root / ".dvc" / "cache") - cache,
         "push size": _tree_bytes(workspace.remote) - remote,
-        "merge": _merge_seconds(params, master_before),
-        "status": _best_of(3, [*mainstem, "status", "--no-airflow", "--json"], root),
-        "pipeline page": _best_of(1, [*mainstem, "report", "--pipeline"], root),
+        "merge": merge.wall,
+        "merge cpu": merge.cpu,
+        "status": status.wall,
+        "status cpu": status.cpu,
+        "pipeline page": page.wall,
     }
 
 
+# each time twice: wall clock, as the issue asks, and CPU time (the process and the children it
+# waited for), which a machine shared with other work inflates far less (docs/long-history.md)
 FIGURES = (
     ("dvc", "DVC time (dvc repro merge + dvc push)", "s"),
+    ("dvc cpu", "DVC CPU time (dvc repro merge + dvc push)", "s"),
     ("cache growth", "DVC cache growth", "MB"),
     ("push size", "bytes pushed to the remote", "MB"),
     ("merge", "merge stage on its own", "s"),
+    ("merge cpu", "merge stage on its own, CPU time", "s"),
     ("status", "mainstem status", "s"),
+    ("status cpu", "mainstem status, CPU time", "s"),
 )
 SHOWN = (
     *FIGURES,
@@ -565,7 +607,7 @@ def _targets(measured: dict[int, dict[str, float]], results: Results) -> None:
                     "at_most",
                     f"one batch of {PHOTOS} photos through `mainstem process` (in process; DVC "
                     "as its own processes, local remote) on a synthetic history of batches of "
-                    f"{PHOTOS} photos each; status best of 3, one run otherwise.",
+                    f"{PHOTOS} photos each; merge and status best of 3, one run otherwise.",
                 )
             )
     largest = measured[max(measured)]
