@@ -1,19 +1,23 @@
-"""P11: the cost of one more batch against a long history (1,000 and 10,000 batches in full).
+"""P11: the cost of one more batch against a long history (10, 1,000 and 10,000 batches in full).
 
-In: a Size (`history_batches`, e.g. 10, 100, 300; `MAINSTEM_BENCH_HISTORY=10,1000,10000` for the
-issue's sizes) and a scratch folder. Out, for one real batch of 50 photos carried through
+In: a Size (`history_batches`: 10, 1,000 and 10,000 in full; `MAINSTEM_BENCH_HISTORY=10,100` for
+others) and a scratch folder. Out, for one real batch of 50 photos carried through
 `mainstem process` (in this process, its DVC commands as their own processes) in a workspace that
 already holds each history: the DVC time (`dvc repro merge` and `dvc push`), the bytes the DVC
 cache and the remote grew by, the bytes the batch itself added to the workspace's outputs, the
-merge stage on its own, `mainstem status` and the pipeline page; each at the larger histories as a
-ratio to its value at the smallest.
+merge stage on its own, `mainstem status` and the pipeline page; each time in wall clock and in
+CPU time; each figure at the larger histories as a ratio to its value at the smallest.
 
 The history is built cheaply, never by running the pipeline thousands of times: one real batch
 seeds the workspace, then a HistoryBuilder writes the other batches' files straight into the
-workspace in the layout the pipeline uses (each with small photos of its own, so DVC sees as
-many files as a real history has), one `dvc repro merge` and `dvc push` version them, and
-`git fast-import` writes one lineage commit per batch. The layout lives in the builder alone:
-another storage layout is measured by passing another builder to `measure_histories`.
+workspace in the layout the pipeline uses (each batch with 50 small photos of its own in its raw
+pack and in its image pack, the same bytes the pipeline would write), links them into the local
+DVC remote, one `dvc repro merge` applies them to the master, and `git fast-import` writes one
+lineage commit per batch (`status` and the pipeline page read lineage commits, so each batch
+gets its own). The index records of the whole history go into git in one more commit: what a
+batch costs depends on how many records git tracks, not on which commit added them. The layout
+lives in the builder alone: another storage layout is measured by passing another builder to
+`measure_histories`.
 """
 
 from __future__ import annotations
