@@ -402,10 +402,21 @@ def grow(workspace: Workspace, batches: int) -> float:
         # pipeline's own commits fsync every object, which here would be tens of thousands
         paths = [str(p.relative_to(root)) for p in batchflow.lineage_paths(params) if p.exists()]
         git(["add", "--", *paths], root)
-        git([*AUTHOR, "commit", "--no-verify", "--quiet", "-m", records[-1].message()], root)
+        git(
+            [
+                *AUTHOR,
+                "-c",
+                "gc.auto=0",
+                "commit",
+                "--no-verify",
+                "--quiet",
+                "-m",
+                records[-1].message(),
+            ],
+            root,
+        )
         # tens of thousands of loose objects would start git's automatic gc in the background
-        # of the measured batch, whose lineage commit then waits on gc's lock: pack them now, as
-        # a workspace whose gc has run
+        # of the measured batch: pack them now, in the foreground, as a workspace whose gc has run
         git(["gc", "--quiet"], root)
     workspace.batches = batches
     return time.perf_counter() - start
