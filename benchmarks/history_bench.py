@@ -352,14 +352,15 @@ def _tree_bytes(path: Path) -> int:
     return sum((Path(d) / f).stat().st_size for d, _dirs, files in os.walk(path) for f in files)
 
 
-def _files(paths: list[Path]) -> dict[str, tuple[int, int]]:
-    """(inode, size) of every file under `paths`, by path."""
+def _files(paths: list[Path]) -> dict[str, tuple[int, int, int]]:
+    """(inode, mtime in ns, size) of every file under `paths`, by path: a file rewritten can get
+    the inode number of the one it replaced, never its mtime as well."""
     found = {}
     for top in paths:
         for d, _dirs, files in os.walk(top):
             for name in files:
                 stat = (Path(d) / name).stat()
-                found[os.path.join(d, name)] = (stat.st_ino, stat.st_size)
+                found[os.path.join(d, name)] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
     return found
 
 
@@ -539,8 +540,8 @@ def one_more_batch(workspace: Workspace, work: Path) -> dict[str, float]:
     workspace.batches = number
     added = sum(
         size
-        for path, (inode, size) in _files(outputs).items()
-        if before_files.get(path, (0, 0))[0] != inode
+        for path, (inode, mtime, size) in _files(outputs).items()
+        if before_files.get(path, (0, 0, 0))[:2] != (inode, mtime)
     )
     mainstem = [sys.executable, "-m", "mainstem.cli"]
     repro, push = spent.get("repro", Spent()), spent.get("push", Spent())
