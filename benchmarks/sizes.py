@@ -32,7 +32,7 @@ class Size:
     # P14: the pipeline page
     pipeline_batches: int
     # P11: one more batch after histories of these many batches (MAINSTEM_BENCH_HISTORY wins)
-    history_batches: tuple[int, ...] = (10, 100, 300)
+    history_batches: tuple[int, ...] = (10, 1_000, 10_000)
     # P7: batches one after another through the real scheduler, each with rows and photos
     latency_batches: int = 10
     latency_rows: int = 100

@@ -118,12 +118,16 @@ def committed_text(root: Path, path: Path) -> str | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
+# Held by `git gc --auto`, which git starts in the background after a commit once loose objects
+# pile up (about every 500 batches) and which runs alongside later commits: not a commit's lock.
+_GC_LOCKS = {"gc.log.lock"}
+
+
 def git_lock_files(root: Path) -> list[Path]:
     """The lock files git holds while it changes the index, HEAD or a branch."""
     dot_git = root / ".git"
-    return sorted(
-        [*dot_git.glob("*.lock"), *(dot_git / "refs" / "heads").rglob("*.lock")],
-    )
+    found = [*dot_git.glob("*.lock"), *(dot_git / "refs" / "heads").rglob("*.lock")]
+    return sorted(lock for lock in found if lock.name not in _GC_LOCKS)
 
 
 def git_processes(root: Path) -> list[psutil.Process]:

@@ -66,6 +66,20 @@ def test_git_lock_of_a_running_git_is_left_alone(repo: Path) -> None:
         running.wait()
 
 
+def test_a_background_gc_does_not_hold_up_a_lineage_commit(repo: Path) -> None:
+    # `git gc --auto`, detached after a commit, holds gc.log.lock while it runs: a git process at
+    # work in the repository, whose lock no commit waits for
+    gc_lock = repo / ".git" / "gc.log.lock"
+    gc_lock.write_text("")
+    running = subprocess.Popen(["git", "cat-file", "--batch"], cwd=repo, stdin=subprocess.PIPE)
+    try:
+        assert clear_stale_git_locks(repo, wait=0.5) == []
+        assert gc_lock.exists()
+    finally:
+        running.kill()
+        running.wait()
+
+
 def test_staging_folders_and_dead_writers_scratch_files_are_cleared(tmp_path: Path) -> None:
     (tmp_path / ".master.parquet.next.staging").mkdir()
     (tmp_path / ".master.parquet.next.staging" / "part-0.parquet").write_bytes(b"x")

@@ -9,6 +9,7 @@ every commit, from before the upgrade too, checks out, pulls and reports DVC up 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +57,14 @@ def _process_with_its_own_code(workspace: Path, tmp_path: Path, spec: BatchSpec)
     submit([folder], load_params(workspace).ingest.incoming_dir, spec.name)
     env = {**os.environ, "PYTHONPATH": str(workspace)}
     subprocess.run([sys.executable, "-c", RUN_OLD_BATCH], cwd=workspace, env=env, check=True)
+
+
+def _mainstem(workspace: Path, verb: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`mainstem VERB --workspace WORKSPACE ARGS` as a user runs it, with this checkout's code."""
+    return subprocess.run(
+        [sys.executable, "-m", "mainstem.cli", *verb, "--workspace", str(workspace), *args],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
 
 
 def _assert_every_commit_checks_out(workspace: Path, tmp_path: Path) -> int:
@@ -122,6 +131,14 @@ def test_an_old_workspace_upgrades_in_place_and_keeps_every_commit(tmp_path: Pat
     assert run.report["sequence"] == 3
     assert len(pd.read_parquet(params.merge.master_dir)) == len(rows) + 4
     assert _assert_every_commit_checks_out(workspace, tmp_path) == 5
+    commits = git(["rev-list", "--reverse", "HEAD"], workspace).stdout.split()
+    checked = _mainstem(workspace, ["lineage", "check"], *commits)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert [line[:-1] for line in checked.stdout.splitlines() if line.endswith(":")] == commits
+    status = _mainstem(workspace, ["status"], "--no-airflow", "--json")
+    assert status.returncode == 0, status.stderr
+    shown = [(b["name"], b["outcome"]) for b in json.loads(status.stdout)["batches"]]
+    assert shown == [(f"batch-00{n}", "accepted") for n in (1, 2, 3)]
 
 
 def test_an_upgrade_waits_while_a_batch_is_claimed(workspace: Path, deliver: Deliver) -> None:
