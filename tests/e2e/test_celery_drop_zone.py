@@ -28,7 +28,7 @@ import pytest
 from mainstem.cli import main as mainstem
 from mainstem.commands import dvc, git
 from mainstem.flow.lineage import batch_of_subject
-from mainstem.flow.workspace import REMOTE_ENDPOINT_ENV, REMOTE_URL_ENV, configure_remote
+from mainstem.flow.workspace import configure_remote
 from mainstem.flow.zone_worker import CACHE_DIR_ENV, GIT_REMOTE_ENV
 from mainstem.intake.s3_client import client
 from mainstem.local.airflow_api import AirflowApi
@@ -36,6 +36,7 @@ from mainstem.local.airflow_launcher import AirflowStack
 from mainstem.local.samples import BatchSpec, make_batch
 from mainstem.local.services import PG_BIN, free_port
 from mainstem.local.stack import StackPorts, stack_down, stack_up
+from mainstem.local.zone_lineage import publish_lineage, s3_environment
 from mainstem.names import ZONE_DAG
 from mainstem.params import load_params
 from tests.e2e.test_s3_remote import tree_bytes
@@ -62,12 +63,9 @@ def remotes(
     workspace: Path, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """The workspace's lineage in a bare git remote and its data on S3; workers get only these."""
+    zone, store = f"s3://{ZONE_BUCKET}/zone", f"s3://{DVC_BUCKET}/store"
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        REMOTE_ENDPOINT_ENV: moto_endpoint,
+        **s3_environment(moto_endpoint, store),
         CACHE_DIR_ENV: "dvc-cache",  # relative: in each worker's own folder
         # a killed worker's task is failed (and retried) after 30 s without a heartbeat
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
@@ -77,25 +75,7 @@ def remotes(
     s3 = client()
     for bucket in (ZONE_BUCKET, DVC_BUCKET):
         s3.create_bucket(Bucket=bucket)
-    zone, store = f"s3://{ZONE_BUCKET}/zone", f"s3://{DVC_BUCKET}/store"
-    monkeypatch.setenv(REMOTE_URL_ENV, store)
-    params = workspace / "params.yaml"
-    text = params.read_text(encoding="utf-8")
-    for key, value in {
-        "incoming_dir": zone,
-        "stale_lock_seconds": STALE_SECONDS,
-        "dead_owner_grace_seconds": STALE_SECONDS,
-    }.items():
-        text = "\n".join(
-            f"  {key}: {value}" if line.startswith(f"  {key}:") else line
-            for line in text.splitlines()
-        )
-    params.write_text(text + "\n", encoding="utf-8")
-    git(["commit", "--quiet", "-am", "pipeline: the drop zone on S3, short leases"], workspace)
-    configure_remote(workspace)
-    dvc(["push", "--quiet"], workspace)
-    origin = tmp_path / "lineage.git"
-    git(["clone", "--quiet", "--bare", str(workspace), str(origin)], tmp_path)
+    origin = publish_lineage(workspace, zone, STALE_SECONDS, tmp_path / "lineage.git")
     monkeypatch.setenv(GIT_REMOTE_ENV, str(origin))
     return {"zone": zone, "origin": str(origin)}
 
@@ -175,11 +155,17 @@ def _kill_mid_batch(state: dict[str, Any], remotes: dict[str, str]) -> dict[str,
 
 
 def test_twenty_batches_from_three_producers_through_celery_with_a_worker_killed(
-    celery_stack: dict[str, Any], workspace: Path, remotes: dict[str, str], tmp_path: Path
+    celery_stack: dict[str, Any],
+    workspace: Path,
+    remotes: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     state = celery_stack
     deliveries = _deliveries(tmp_path)
     _produce(deliveries, remotes["zone"])
+    mainstem(["status", "--no-airflow", "--json", "--workspace", str(workspace)])
+    assert json.loads(capsys.readouterr().out)["drop_zone"]["waiting"] == 20
 
     airflow = AirflowStack(
         workspace,
