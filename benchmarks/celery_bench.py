@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,15 +49,15 @@ def _direct(count: int) -> float:
     return seconds
 
 
-def _through_celery(workspace: Path, work: Path, count: int) -> tuple[float, float]:
+def _through_celery(workspace: Path, count: int) -> tuple[float, float]:
     """Seconds to start the stack, and from the trigger to the finished run."""
     from mainstem.local.airflow_api import AirflowApi
     from mainstem.local.airflow_launcher import AirflowStack
     from mainstem.local.stack import StackPorts, stack_down, stack_up
 
-    state_dir = work / "stack"
-    state_dir.mkdir()
-    state_dir.chmod(0o755)  # PostgreSQL runs as postgres
+    # not under the scratch folder, whose parents may be private: PostgreSQL runs as postgres
+    state_dir = Path(tempfile.mkdtemp(prefix="mainstem-p16-stack-"))
+    state_dir.chmod(0o755)
     dags = state_dir / "dags"
     dags.mkdir()
     shutil.copy(DAGS / f"{ZONE_DAG}.py", dags)
@@ -78,6 +79,7 @@ def _through_celery(workspace: Path, work: Path, count: int) -> tuple[float, flo
         return started, seconds
     finally:
         stack_down(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def run(size: Size, work: Path, results: Results) -> None:
@@ -99,7 +101,7 @@ def run(size: Size, work: Path, results: Results) -> None:
         _deliver(zone, base, range(1, count + 1))
         direct = _direct(count)
         _deliver(zone, base, range(count + 1, 2 * count + 1))
-        started, celery = _through_celery(workspace, base, count)
+        started, celery = _through_celery(workspace, count)
     finally:
         os.environ.clear()
         os.environ.update(saved)
