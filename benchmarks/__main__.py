@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import (
+    celery_bench,
     decision_bench,
     delta_bench,
     explain_bench,
@@ -42,6 +43,7 @@ SECTIONS = {
     "P13": lineage_bench.run,
     "P14": pipeline_page_bench.run,
     "P15": worker_pull_bench.run,
+    "P16": celery_bench.run,
 }
 
 

@@ -252,12 +252,22 @@ def workspace_status(
         "workspace": str(params.root),
         "airflow": airflow,
         "incoming": incoming_status(params, now),
+        "drop_zone": _drop_zone(params, now),
         "batches": recent_batches(params),
         "master_rows": rows,
         "retrain_threshold_rows": threshold(params, variables, airflow),
         "last_decision": last_decision(params),
         "retention": last_gc(params.root, params.ingest.raw_dir),
     }
+
+
+def _drop_zone(params: Params, now: float) -> dict[str, Any] | None:
+    """The S3 drop zone's queue, when `incoming_dir` is on S3 (`incoming` is then staging)."""
+    if not params.ingest.drop_zone_url:
+        return None
+    from mainstem.intake.s3_queue import s3_queue_status  # boto3 only for an S3 drop zone
+
+    return s3_queue_status(params.ingest, now)
 
 
 def _size(count: int) -> str:
@@ -345,6 +355,10 @@ def _batch_line(batch: dict[str, Any]) -> list[str]:
 def describe(status: dict[str, Any]) -> list[str]:
     """The status as lines a person reads."""
     lines = [f"workspace: {status['workspace']}", *_airflow_lines(status.get("airflow"))]
+    if status.get("drop_zone"):
+        from mainstem.intake.s3_queue import describe_zone
+
+        lines += describe_zone(status["drop_zone"])
     lines += _incoming_lines(status["incoming"])
     batches = status["batches"]
     lines.append(f"last batches ({len(batches)}):" if batches else "last batches: none yet")

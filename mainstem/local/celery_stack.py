@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 from mainstem.errors import ServiceError
 from mainstem.local.redis_server import RedisServer
 from mainstem.local.services import ProcessRecord
+from mainstem.names import WORKER_NAME_ENV
 
 if TYPE_CHECKING:
     from mainstem.local.airflow_launcher import AirflowStack
 
-WORKER_NAME_ENV = "MAINSTEM_WORKER_NAME"
 WORKERS = 2
 WORKER_CONCURRENCY = 2  # two workers of two: Airflow's parallelism of 4 in the stack
 

@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,39 +42,6 @@ from tests.conftest import ROOT, ingest_params
 pytestmark = pytest.mark.e2e
 BUCKET = "mainstem-drop"
 MAINSTEM = str(Path(sys.executable).parent / "mainstem")
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`moto_server` on 127.0.0.1 at a free port, stopped afterwards; its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 @pytest.fixture
@@ -436,3 +401,26 @@ def test_a_workspace_on_an_s3_drop_zone_processes_a_batch_and_clears_it(
     assert run.report["status"] == "accepted"
     assert keys_under(zone_url) == []
     assert read_held(workspace / "data" / "incoming") is None
+
+
+def test_status_shows_the_queue_of_an_s3_drop_zone(
+    workspace: Path, zone_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mainstem.cli import main as mainstem
+
+    params_file = workspace / "params.yaml"
+    text = params_file.read_text(encoding="utf-8")
+    params_file.write_text(
+        text.replace("incoming_dir: data/incoming", f"incoming_dir: {zone_url}"), encoding="utf-8"
+    )
+    submit_to_s3([small_batch(tmp_path / "a", 1)], zone_url, "first")
+    submit_to_s3([small_batch(tmp_path / "b", 2)], zone_url, "second")
+
+    mainstem(["status", "--no-airflow", "--json", "--workspace", str(workspace)])
+    zone = json.loads(capsys.readouterr().out)["drop_zone"]
+    mainstem(["status", "--no-airflow", "--workspace", str(workspace)])
+    shown = capsys.readouterr().out
+
+    assert (zone["url"], zone["waiting"], zone["names"]) == (zone_url, 2, ["first", "second"])
+    assert f"drop zone: {zone_url}" in shown
+    assert "2 batch(es) wait" in shown

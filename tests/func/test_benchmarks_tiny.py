@@ -32,6 +32,7 @@ def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
         P1=2, P2=2, P3=1, P4=1, P5=1, P6=1, P7=1, P8=1, P9=1, P10=4, P11=9, P12=2, P13=2, P14=2
     )
     expected["P15"] = 4
+    expected["P16"] = 1  # batches per hour through the Celery stack, against a direct drain
     assert ids - Counter(P14=1) == expected or ids == expected
     measured = {m["id"] for m in data["measurements"]}
     assert measured == set(expected)
@@ -53,3 +54,4 @@ def test_tiny_benchmark_writes_every_target(tmp_path: Path) -> None:
     assert "batches of 100 rows drained" in table
     assert "mainstem process, nothing waiting" in table
     assert "batch minus no-op, CPU time" in table
+    assert "Celery stack: batches per hour" in table
