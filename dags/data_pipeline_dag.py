@@ -40,8 +40,9 @@ def data_pipeline_dag() -> None:
     folder (then rebuild the pipeline page, `reports/pipeline.html`), and **decide** whether to
     retrain (`mainstem.flow.policy.decide_retrain`, recorded for `mainstem status`). These are
     the steps of `mainstem.flow.sequences.BATCH_FLOW`, the same list `mainstem process` runs.
-    Then `next_runs` triggers `retrain_policy_dag` when a decision said retrain (or could not
-    be made here), and this DAG again (`drain_queue`) while a batch waits. The task stops
+    Then `retrain_wanted` triggers `retrain_policy_dag` when a decision said retrain (or could
+    not be made here), and `batches_waiting` runs this DAG again (`drain_queue`) while a batch
+    waits. The task stops
     taking batches at the bound and after a decision to retrain.
     With `MAINSTEM_SINGLE_TASK=0` each step is its own task and `retrain_policy_dag` decides
     after every batch (`batches_waiting` → `drain_queue` as above).

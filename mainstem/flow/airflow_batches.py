@@ -5,8 +5,9 @@ In: the workspace and the DAG's id. Out, for `data_pipeline_dag` to wire:
   waiting batches, one lineage commit each, `CURRENT_MASTER_ROWS` published and the retrain
   decision made and recorded after each; it ends the run (everything after it skipped) when
   nothing could be claimed, and fails it, with the reason, on a rejected batch;
-- `next_runs` (runs whatever `process_batch` did): `trigger_retrain_policy` when a decision said
-  retrain or could not be made here, and `drain_queue` (this DAG again) while a batch waits.
+- `retrain_wanted` >> `trigger_retrain_policy`, when a decision said retrain or could not be
+  made here; and, whatever `process_batch` did, `batches_waiting` >> `drain_queue` (this DAG
+  again while a batch waits), as with a task per step.
 No second DAG run decides after each batch, and a queue pays one task start and one scheduler
 hop per run, not one per step of every batch. `MAINSTEM_SINGLE_TASK=0` brings back a task per
 step and the policy DAG after every batch (`airflow_tasks.path_tasks`).
@@ -21,20 +22,6 @@ from airflow.sdk import task
 
 from mainstem.flow.sequences import BATCH_FLOW
 from mainstem.names import POLICY_DAG, ROWS_VARIABLE, THRESHOLD_VARIABLE, TRAIN_DAG, WORKSPACE_POOL
-
-TRIGGER_POLICY = "trigger_retrain_policy"
-DRAIN = "drain_queue"
-
-
-def follow_ups(result: dict[str, Any] | None, waiting: bool) -> list[str]:
-    """The tasks `next_runs` picks from `process_batch`'s result (None when it failed)."""
-    chosen = []
-    if result is not None and result.get("policy_needed"):
-        chosen.append(TRIGGER_POLICY)
-    more_waiting = result["more_waiting"] if result is not None else waiting
-    if more_waiting:
-        chosen.append(DRAIN)
-    return chosen
 
 
 def _decide(workspace: Path, dag_id: str, rows: int) -> dict[str, Any]:
@@ -62,10 +49,14 @@ def _process(workspace: Path) -> dict[str, Any] | None:
     dag_id = context["dag"].dag_id
     owner_id = f"{dag_id}/{context['run_id']}"
     start = {"requested_by": owner_id, **(context["dag_run"].conf or {})}
+
+    def decide(rows: int) -> dict[str, Any]:
+        return _decide(workspace, dag_id, rows)
+
     with stage_parent(context["ti"]):
         done = process_waiting(
             FlowRun(workspace, owner_id, lambda rows: Variable.set(ROWS_VARIABLE, str(rows))),
-            lambda rows: _decide(workspace, dag_id, rows),
+            decide,
             batches_per_run(),
             start,
         )
@@ -79,29 +70,27 @@ def _process(workspace: Path) -> dict[str, Any] | None:
 
 
 def batch_tasks(workspace: Path, dag_id: str) -> Any:
-    """`process_batch` >> `next_runs` >> [`trigger_retrain_policy`, `drain_queue`]; the first."""
+    """`process_batch`, then `retrain_wanted` >> `trigger_retrain_policy` and, whatever its
+    outcome, `batches_waiting` >> `drain_queue`; the first task."""
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    from mainstem.flow.ready_trigger import drain_tasks
 
     @task.short_circuit(task_id=BATCH_FLOW.name, pool=WORKSPACE_POOL)
     def process_batch() -> dict[str, Any] | None:
         return _process(workspace)
 
-    @task.branch(trigger_rule="all_done")
-    def next_runs() -> list[str]:
-        from airflow.sdk import get_current_context
-
-        from mainstem.flow.queue_drain import batches_waiting
-
-        result = get_current_context()["ti"].xcom_pull(task_ids=BATCH_FLOW.name)
-        return follow_ups(result, result is None and batches_waiting(workspace))
+    @task.short_circuit
+    def retrain_wanted(done: Any) -> bool:  # process_batch's XCom, a dict at run time
+        return bool(done["policy_needed"])
 
     first = process_batch()
-    policy = TriggerDagRunOperator(
-        task_id=TRIGGER_POLICY,
+    # a failed process_batch leaves the trigger upstream_failed: the run fails (red)
+    retrain_wanted(first) >> TriggerDagRunOperator(
+        task_id="trigger_retrain_policy",
         trigger_dag_id=POLICY_DAG,
         trigger_run_id="after__{{ run_id }}",
         skip_when_already_exists=True,
     )
-    again = TriggerDagRunOperator(task_id=DRAIN, trigger_dag_id=dag_id)
-    first >> next_runs() >> [policy, again]
+    first >> drain_tasks(workspace, dag_id)
     return first

@@ -5,7 +5,7 @@ and how to publish `master_rows`), how to make the retrain decision from it, and
 batches one run may take.
 Out: a RunOfBatches (None when nothing could be claimed): each batch taken, with its lineage
 commit and `master_rows`; the last retrain decision; whether the policy must run after (a decision
-to retrain, or one that could not be made); and whether a batch still waits.
+to retrain, or one that could not be made).
 
 Every batch is its own pass over `sequences.BATCH_FLOW` (claim, repro, push, one lineage commit,
 publish, release), so the bytes and commits are those of one run per batch. The run stops taking
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from mainstem.errors import BatchRejectedError, ParamsError
-from mainstem.flow.queue_drain import batches_waiting
 from mainstem.flow.runner import FlowRun, run_flow
 from mainstem.flow.sequences import BATCH_FLOW, StepState
 
@@ -54,7 +53,6 @@ class RunOfBatches:
     decision: dict[str, Any] | None = None
     decision_error: str | None = None  # why the decision could not be made here
     rejected: str | None = None  # why the last batch taken was refused
-    more_waiting: bool = False
 
     @property
     def policy_needed(self) -> bool:
@@ -69,7 +67,6 @@ class RunOfBatches:
             "decision_error": self.decision_error,
             "rejected": self.rejected,
             "policy_needed": self.policy_needed,
-            "more_waiting": self.more_waiting,
         }
 
 
@@ -115,7 +112,4 @@ def process_waiting(
             done.decision_error = f"{type(exc).__name__}: {exc}"
         if done.policy_needed:
             break
-    if not done.batches:
-        return None
-    done.more_waiting = batches_waiting(Path(as_run.root))
-    return done
+    return done if done.batches else None

@@ -33,11 +33,10 @@ def test_dag_structure(dagbag: Any) -> None:
     assert dag.max_active_runs == 1
     assert dag.catchup is False
     # one task for the batches (and their decisions), then what follows them
-    assert dag.get_task("process_batch").downstream_task_ids == {"next_runs"}
-    assert dag.get_task("next_runs").downstream_task_ids == {
-        "trigger_retrain_policy",
-        "drain_queue",
-    }
+    after = dag.get_task("process_batch").downstream_task_ids
+    assert after == {"retrain_wanted", "batches_waiting"}
+    assert dag.get_task("retrain_wanted").downstream_task_ids == {"trigger_retrain_policy"}
+    assert dag.get_task("batches_waiting").downstream_task_ids == {"drain_queue"}
     assert dag.doc_md
     assert "CURRENT_MASTER_ROWS" in dag.doc_md
 
@@ -76,7 +75,7 @@ def test_rejected_batch_is_quarantined_and_the_next_one_goes_through(
     assert str(rejected.state) == "failed"
     states = _states(rejected)
     assert states["process_batch"] == "failed"
-    assert states["trigger_retrain_policy"] == "skipped"  # no decision on a rejected batch
+    assert states["trigger_retrain_policy"] == "upstream_failed"
     assert states["drain_queue"] == "skipped"  # nothing else waits
     (quarantined,) = params.ingest.quarantine_dir.iterdir()
     assert (quarantined / "files" / "batch-001.csv").exists()

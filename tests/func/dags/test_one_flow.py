@@ -81,11 +81,10 @@ def test_cli_and_dag_give_identical_master_metrics_lock_and_lineage(
     dag = _dagbag(by_dag, single_task, monkeypatch).dags["data_pipeline_dag"]
     # then the retrain policy, and this DAG again while batches wait in the queue
     if single_task:  # the batches and their decisions in one task, then what follows
-        expected = {BATCH_FLOW.name, "next_runs", "trigger_retrain_policy", "drain_queue"}
+        path = {BATCH_FLOW.name, "retrain_wanted"}
     else:
-        steps = {s.name for s in BATCH_FLOW.steps}
-        expected = {*steps, "trigger_retrain_policy", "batches_waiting", "drain_queue"}
-    assert set(dag.task_ids) == expected
+        path = {s.name for s in BATCH_FLOW.steps}
+    assert set(dag.task_ids) == {*path, "trigger_retrain_policy", "batches_waiting", "drain_queue"}
 
     for spec in BATCHES:
         _deliver(by_cli, tmp_path / "deliveries", spec)
@@ -107,7 +106,7 @@ def test_single_task_mode_makes_one_task_per_path(
     assert set(bag.dags["train_pipeline_dag"].task_ids) == {TRAINING_FLOW.name}
     (only,) = [bag.dags["data_pipeline_dag"].get_task(BATCH_FLOW.name)]
     assert only.pool == "mainstem_workspace"
-    assert only.downstream_task_ids == {"next_runs"}
+    assert only.downstream_task_ids == {"retrain_wanted", "batches_waiting"}
 
 
 def test_the_batch_path_is_one_task_unless_asked_otherwise(
