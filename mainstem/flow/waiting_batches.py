@@ -76,11 +76,13 @@ def _one_batch(as_run: FlowRun, start: StepState) -> tuple[StepState | None, str
     try:
         return run_flow(BATCH_FLOW, run, start), None
     except BatchRejectedError as exc:
-        claim = run.seen.get("claim")
-        name = getattr(claim, "name", None)
-        return {"batch_id": getattr(claim, "batch_id", None), "name": name, "status": "rejected"}, (
-            str(exc)
-        )
+        claim = run.seen.get("claim")  # Claimed (refused by the contract) or Rejected
+        refused = {
+            "batch_id": getattr(claim, "batch_id", None),
+            "name": getattr(claim, "name", None),
+            "status": "rejected",
+        }
+        return refused, str(exc)
 
 
 def process_waiting(

@@ -17,7 +17,7 @@ from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
 from mainstem.training.decision_log import last_decision
 from tests.conftest import Deliver
-from tests.func.dags.conftest import take_queued, variable
+from tests.func.dags.conftest import set_variable, take_queued, variable
 
 
 def _states(run: Any) -> dict[str, str]:
@@ -167,3 +167,30 @@ def test_a_run_triggers_the_next_while_batches_wait_in_the_queue(
     subjects = git(["log", "-2", "--format=%s"], workspace).stdout
     assert subjects.index("newer") < subjects.index("older")
     assert len(pd.read_parquet(params.merge.master_dir)) == 20
+
+
+def test_a_decision_to_retrain_ends_the_run_and_hands_over_to_the_policy(
+    dagbag: Any, workspace: Path, tmp_path: Path
+) -> None:
+    from mainstem.intake.submit import submit_to_queue
+    from mainstem.local.samples import make_batch
+
+    params = load_params(workspace)
+    for number in (1, 2, 3):
+        spec = BatchSpec(number, first_id=number * 100, rows=10)
+        name = f"b{number}"
+        submit_to_queue([make_batch(tmp_path / name, spec)], params.ingest.incoming_dir, name)
+        time.sleep(0.05)
+    take_queued("retrain_policy_dag")
+    set_variable("RETRAIN_THRESHOLD_ROWS", "15")  # reached by the second batch
+    try:
+        run = dagbag.dags["data_pipeline_dag"].test()
+    finally:
+        set_variable("RETRAIN_THRESHOLD_ROWS", None)
+
+    assert str(run.state) == "success", _states(run)
+    done = run.get_task_instance("process_batch").xcom_pull(task_ids="process_batch")
+    assert done["names"] == ["b1", "b2"]  # b3 waits for the run after the training's turn
+    assert done["decision"]["retrain"] is True
+    assert take_queued("retrain_policy_dag") == [{}]
+    assert take_queued("data_pipeline_dag") == [{}]
