@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import (
@@ -58,9 +59,16 @@ def main(argv: list[str] | None = None) -> Results:
         choices=sorted(SECTIONS),
         help="run only these sections (P2 includes P3, P7 includes P8)",
     )
+    parser.add_argument(
+        "--drain-batches",
+        type=int,
+        help="P8's queue length instead of the size's (100 at full), for a shorter run",
+    )
     args = parser.parse_args(argv)
     os.environ.update(QUIET_ENV)
     size = SIZES[args.size]
+    if args.drain_batches:
+        size = replace(size, drain_batches=args.drain_batches)
     results = Results(size.name)
     work = Path(tempfile.mkdtemp(prefix="mainstem-bench-", dir=args.work))
     try:

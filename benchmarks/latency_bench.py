@@ -4,9 +4,11 @@ In: a Size. Out, on one local Airflow (api-server, scheduler, dag-processor and 
 127.0.0.1, SQLite, LocalExecutor) over a fresh workspace:
 - P7: `latency_batches` batches of `latency_rows` rows and `latency_images` photos, delivered one
   after another with `mainstem submit`'s queue layout and nothing else (no manual trigger): the
-  seconds from each batch's `_READY` (its mtime) to the end of the `retrain_policy_dag` run that
-  follows its `data_pipeline_dag` run, that is master merged, metrics published and the retrain
-  decision made. Median and worst. The event trigger starts the runs; the five-minute tick is
+  seconds from each batch's `_READY` (its mtime) to its retrain decision: the end of the
+  `data_pipeline_dag` task that merged it and decided (or of the `retrain_policy_dag` run, when
+  that decides), that is master merged, metrics published and the retrain decision made. Median
+  and worst, and the median of each hop: `_READY` to the run queued, to its first task started,
+  to the decision. The event trigger starts the runs; the five-minute tick is
   there too but never comes first.
 - P8: `drain_batches` batches of `drain_rows` rows put in the queue at once; batches per hour from
   the first `_READY` until the queue is empty and no data run is left queued or running.
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -27,6 +31,7 @@ from benchmarks.flow_bench import Photos, delivery
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
 from mainstem.flow.queue_drain import batches_waiting
+from mainstem.flow.sequences import BATCH_FLOW
 from mainstem.flow.workspace import create_workspace, source_root
 from mainstem.intake import lock
 from mainstem.intake.delivery import READY
@@ -50,29 +55,58 @@ def _recent_runs(stack: AirflowStack, dag_id: str, limit: int = 50) -> list[dict
 
 
 def _data_run_of(stack: AirflowStack, name: str, seen: set[str]) -> dict[str, Any] | None:
-    """The finished data run whose claim took the batch `name`, if there is one yet."""
+    """The finished data run that took the batch `name`, if there is one yet."""
     for run in _recent_runs(stack, DATA_DAG):
         if run["dag_run_id"] in seen or run["state"] in UNFINISHED:
             continue
-        claim = stack.xcom(DATA_DAG, run["dag_run_id"], "claim")
-        if isinstance(claim, dict) and claim.get("name") == name:
+        taken = stack.batches_of(run["dag_run_id"])
+        if any(batch.get("name") == name for batch in taken):
             return run
-        if run["state"] == "success" and claim is None:
+        if run["state"] == "success" and not taken:
             seen.add(run["dag_run_id"])  # a run that found nothing to do
     return None
 
 
-def _decided(stack: AirflowStack, name: str, seen: set[str]) -> dict[str, Any]:
-    """The policy run after the data run that took batch `name`, once it has finished."""
+def _task(stack: AirflowStack, run_id: str, task_id: str) -> dict[str, Any]:
+    path = f"/api/v2/dags/{DATA_DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+    return dict(stack.api("GET", path))
+
+
+@dataclass(frozen=True)
+class Hops:
+    """Where one batch's seconds went, from its `_READY` to its retrain decision."""
+
+    ready_to_run: float  # the trigger's asset event and the scheduler creating the run
+    run_to_task: float  # the run queued until the task doing the work started
+    work: float  # the task(s) or runs from then to the decision
+    total: float
+
+
+def _decided(stack: AirflowStack, name: str, seen: set[str], ready_at: float) -> Hops:
+    """Where the seconds went for batch `name`, once its retrain decision is made.
+
+    The decision is made at the end of the data run's `process_batch` task, or, when that task
+    handed it to the policy (or with a task per step), at the end of the policy run.
+    """
     deadline = time.monotonic() + BATCH_TIMEOUT
     while time.monotonic() < deadline:
         data_run = _data_run_of(stack, name, seen)
         if data_run is not None:
             seen.add(data_run["dag_run_id"])
+            run_id = data_run["dag_run_id"]
             if data_run["state"] != "success":
                 raise RuntimeError(f"batch {name}: data_pipeline_dag run {data_run['state']}")
-            policy_id = f"after__{data_run['dag_run_id']}"
-            return dict(stack.wait_for_run(POLICY_DAG, policy_id, deadline - time.monotonic()))
+            result = stack.xcom(DATA_DAG, run_id, BATCH_FLOW.name)
+            first = BATCH_FLOW.name if isinstance(result, dict) else BATCH_FLOW.steps[0].name
+            started = _seconds(_task(stack, run_id, first)["start_date"])
+            if isinstance(result, dict) and not result["policy_needed"]:
+                decided = _seconds(_task(stack, run_id, BATCH_FLOW.name)["end_date"])
+            else:
+                policy_id = f"after__{run_id}"
+                policy = stack.wait_for_run(POLICY_DAG, policy_id, deadline - time.monotonic())
+                decided = _seconds(policy["end_date"])
+            queued = _seconds(data_run["queued_at"])
+            return Hops(queued - ready_at, started - queued, decided - started, decided - ready_at)
         time.sleep(0.5)
     raise RuntimeError(f"batch {name} was not processed within {BATCH_TIMEOUT:.0f} s")
 
@@ -81,7 +115,7 @@ def _latency(stack: AirflowStack, root: Path, size: Size, results: Results) -> N
     incoming = load_params(root).ingest.incoming_dir
     work = root.parent / "p7-deliveries"
     seen: set[str] = set()
-    latencies = []
+    hops = []
     for number in range(size.latency_batches):
         first = 1_000_000 + number * size.latency_rows
         keys = np.arange(first, first + size.latency_rows, dtype=np.int64)
@@ -89,11 +123,17 @@ def _latency(stack: AirflowStack, root: Path, size: Size, results: Results) -> N
         folder = delivery(work / f"p7-{number:03d}", keys, photos, 100 + number)
         entry, _ = submit_to_queue([folder], incoming, folder.name)
         ready_at = (incoming / entry / READY).stat().st_mtime
-        policy_run = _decided(stack, folder.name, seen)
-        latencies.append(_seconds(policy_run["end_date"]) - ready_at)
-        results.measure("P7", f"batch {number + 1}: _READY → decision", latencies[-1])
+        hops.append(_decided(stack, folder.name, seen, ready_at))
+        results.measure("P7", f"batch {number + 1}: _READY → decision", hops[-1].total)
+    latencies = [hop.total for hop in hops]
     label = f"{size.latency_rows} rows + {size.latency_images} images"
     results.measure("P7", f"{label}, _READY → decision, worst", max(latencies))
+    for what, seconds in (
+        ("_READY → data run queued (asset event, run created)", [h.ready_to_run for h in hops]),
+        ("run queued → first task started (scheduler, task start)", [h.run_to_task for h in hops]),
+        ("first task started → decision made", [h.work for h in hops]),
+    ):
+        results.measure("P7", f"median: {what}", statistics.median(seconds))
     results.target(
         Target(
             "P7",

@@ -27,7 +27,9 @@ def retrain_policy_dag() -> None:
     """
     ### Decide whether the production model must be retrained
 
-    Triggered by `data_pipeline_dag` after each batch (not scheduled). It resolves the production
+    Triggered by `data_pipeline_dag` when the decision it made after a batch says retrain, or
+    could not be made there (after every batch with `MAINSTEM_SINGLE_TASK=0`); not scheduled.
+    It decides again, as follows, and records it: it resolves the production
     model in MLflow (registered name, alias, version, run, and that run's feature, split and model
     versions), finds the last FINISHED run with the same three versions, and compares its
     `master_rows` metric with `CURRENT_MASTER_ROWS`. When

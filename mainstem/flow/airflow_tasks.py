@@ -4,7 +4,9 @@ In: a Flow from `sequences` and the workspace. Out: the chained TaskFlow tasks, 
 for a DAG file to wire. Each task runs its step (or, in single-task mode, every step) through
 `runner.run_step`, so the CLI and Airflow execute the same list with the same lock checks.
 Single-task mode is for executors whose tasks share no disk (Celery workers, Kubernetes pods):
-set `MAINSTEM_SINGLE_TASK=1` where the DAGs are parsed. The state between tasks travels as XCom
+set `MAINSTEM_SINGLE_TASK=1` where the DAGs are parsed. The batch path is one task by default
+(`airflow_batches`, which also decides and takes several waiting batches); `MAINSTEM_SINGLE_TASK=0`
+gives it a task per step. The state between tasks travels as XCom
 (small JSON dicts); the first task starts from the run's `conf` and who the run is.
 
 A batch refused by the contract or at the drop folder, and a training without a decision, fail
@@ -25,9 +27,14 @@ from mainstem.names import ROWS_VARIABLE, WORKSPACE_POOL
 SINGLE_TASK_ENV = "MAINSTEM_SINGLE_TASK"
 
 
-def single_task_mode() -> bool:
-    """Whether `MAINSTEM_SINGLE_TASK` asks for each path as one task."""
-    return os.environ.get(SINGLE_TASK_ENV, "").strip().lower() in {"1", "true", "yes"}
+def single_task_mode(default: bool = False) -> bool:
+    """Whether `MAINSTEM_SINGLE_TASK` asks for each path as one task; `default` when it is unset.
+
+    The batch path defaults to one task (`airflow_batches`); `MAINSTEM_SINGLE_TASK=0` asks for a
+    task per step there.
+    """
+    raw = os.environ.get(SINGLE_TASK_ENV, "").strip().lower()
+    return raw in {"1", "true", "yes"} if raw else default
 
 
 def _run_steps(flow: Flow, names: tuple[str, ...], workspace: Path, state: Any) -> Any:

@@ -34,6 +34,7 @@ from urllib.parse import quote
 from mainstem.commands import tool_env
 from mainstem.durable import read_json, write_json
 from mainstem.errors import MainstemError
+from mainstem.flow.sequences import BATCH_FLOW
 from mainstem.local.airflow_api import AirflowApi, AirflowRecord, write_record
 from mainstem.local.services import ProcessRecord, port_is_free
 from mainstem.names import (
@@ -107,9 +108,13 @@ class AirflowStack:
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.url,
+            # new DAG files are seen within 5 s, but a known file is parsed again once a
+            # minute, not every 5 s: each parse is a forked process taking CPU from the batches
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            # a finished task's next task (or a new run's first) is queued sooner
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             WORKSPACE_ENV: str(self.workspace),
             **provider_env(self.workspace),
@@ -287,11 +292,11 @@ class AirflowStack:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
         return {t["task_id"]: t["state"] for t in self.api("GET", path)["task_instances"]}
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
-        """A task's return value, or None when it returned nothing (or did not run)."""
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's return value (or XCom `key`), or None when there is none (or it did not run)."""
         path = (
             f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
-            "/xcomEntries/return_value"
+            f"/xcomEntries/{key}"
         )
         try:
             return self.api("GET", path)["value"]
@@ -299,6 +304,19 @@ class AirflowStack:
             if "HTTP 404" in str(exc):
                 return None
             raise
+
+    def batches_of(self, run_id: str) -> list[dict[str, Any]]:
+        """The batches a data_pipeline_dag run took, each as its claim (and what followed) says.
+
+        One task (`process_batch`) returns them all, or keeps those it took under `batches`
+        when a rejection failed it; with a task per step, the `claim` task returns the one.
+        """
+        for task_id, key in ((BATCH_FLOW.name, "return_value"), (BATCH_FLOW.name, "batches")):
+            taken = self.xcom(DATA_DAG, run_id, task_id, key)
+            if isinstance(taken, dict):
+                return list(taken["batches"])
+        claim = self.xcom(DATA_DAG, run_id, "claim")
+        return [claim] if isinstance(claim, dict) else []
 
     def set_variable(self, key: str, value: str) -> None:
         try:
@@ -309,18 +327,23 @@ class AirflowStack:
     def follow_batch(self, name: str, timeout: float = 600.0) -> BatchRuns:
         """Trigger data_pipeline_dag and follow the runs that handle the batch named `name`.
 
-        A scheduled run may claim the batch before the triggered one; whichever run's `claim`
-        returned this name is the batch's run. Its policy run and training run are found by the
-        run ids the DAGs give the runs they trigger (`after__<run id>`).
+        A scheduled run may claim the batch before the triggered one; whichever run took this
+        name is the batch's run. Its policy run (when its decision said retrain) and training
+        run are found by the run ids the DAGs give the runs they trigger (`after__<run id>`).
         """
         deadline = time.monotonic() + timeout
         triggered = self.trigger(DATA_DAG)
         self.wait_for_run(DATA_DAG, triggered, timeout)
         # A delivery refused at the drop folder leaves no claim: the triggered run is its run.
         data_run = self._run_that_claimed(name) or self.wait_for_run(DATA_DAG, triggered)
-        runs = BatchRuns(data_run, self.xcom(DATA_DAG, data_run["dag_run_id"], "claim"))
+        taken = [b for b in self.batches_of(data_run["dag_run_id"]) if b.get("name") == name]
+        runs = BatchRuns(data_run, taken[-1] if taken else None)
         if data_run["state"] != "success":
             return runs
+        # one task made the decision in the data run; the policy runs only to train (or retry)
+        result = self.xcom(DATA_DAG, data_run["dag_run_id"], BATCH_FLOW.name)
+        if isinstance(result, dict) and not result["policy_needed"]:
+            return replace(runs, decision=result["decision"])
         policy_id = f"after__{data_run['dag_run_id']}"
         policy_run = self.wait_for_run(POLICY_DAG, policy_id, deadline - time.monotonic())
         decision = self.xcom(POLICY_DAG, policy_id, "decide")
@@ -333,8 +356,7 @@ class AirflowStack:
 
     def _run_that_claimed(self, name: str) -> dict[str, Any] | None:
         for run in sorted(self.runs(DATA_DAG), key=lambda r: r["run_after"], reverse=True):
-            claim = self.xcom(DATA_DAG, run["dag_run_id"], "claim")
-            if isinstance(claim, dict) and claim.get("name") == name:
+            if any(b.get("name") == name for b in self.batches_of(run["dag_run_id"])):
                 return self.wait_for_run(DATA_DAG, run["dag_run_id"])
         return None
 

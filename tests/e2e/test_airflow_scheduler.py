@@ -64,10 +64,11 @@ def _check_stage_lineage(workspace: Path, before: set[str]) -> None:
         # the root is the DAG run that started it all: a triggered DAG's root is its trigger's
         assert parent["root"]["run"]["runId"] in tasks[parent["root"]["job"]["name"]]
         parents[event["job"]["name"]] = parent["job"]["name"]
+    # the batch path is one task by default, so the stages' parent is that task
     assert parents == {
-        "ingest": "data_pipeline_dag.repro",
-        "validate": "data_pipeline_dag.repro",
-        "merge": "data_pipeline_dag.repro",
+        "ingest": "data_pipeline_dag.process_batch",
+        "validate": "data_pipeline_dag.process_batch",
+        "merge": "data_pipeline_dag.process_batch",
         "train": "train_pipeline_dag.train",
     }
 

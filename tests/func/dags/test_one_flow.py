@@ -35,10 +35,7 @@ def _dagbag(workspace: Path, single_task: bool, monkeypatch: pytest.MonkeyPatch)
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("MAINSTEM_WORKSPACE", str(workspace))
-    if single_task:
-        monkeypatch.setenv(SINGLE_TASK_ENV, "1")
-    else:
-        monkeypatch.delenv(SINGLE_TASK_ENV, raising=False)
+    monkeypatch.setenv(SINGLE_TASK_ENV, "1" if single_task else "0")
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     return bag
@@ -82,10 +79,12 @@ def test_cli_and_dag_give_identical_master_metrics_lock_and_lineage(
     by_cli = _copy(workspace_template, tmp_path / "cli")
     by_dag = _copy(workspace_template, tmp_path / "dag")
     dag = _dagbag(by_dag, single_task, monkeypatch).dags["data_pipeline_dag"]
-    expected_tasks = {BATCH_FLOW.name} if single_task else {s.name for s in BATCH_FLOW.steps}
     # then the retrain policy, and this DAG again while batches wait in the queue
-    drain = {"batches_waiting", "drain_queue"}
-    assert set(dag.task_ids) == {*expected_tasks, "trigger_retrain_policy", *drain}
+    if single_task:  # the batches and their decisions in one task, then what follows
+        path = {BATCH_FLOW.name, "retrain_wanted"}
+    else:
+        path = {s.name for s in BATCH_FLOW.steps}
+    assert set(dag.task_ids) == {*path, "trigger_retrain_policy", "batches_waiting", "drain_queue"}
 
     for spec in BATCHES:
         _deliver(by_cli, tmp_path / "deliveries", spec)
@@ -107,4 +106,16 @@ def test_single_task_mode_makes_one_task_per_path(
     assert set(bag.dags["train_pipeline_dag"].task_ids) == {TRAINING_FLOW.name}
     (only,) = [bag.dags["data_pipeline_dag"].get_task(BATCH_FLOW.name)]
     assert only.pool == "mainstem_workspace"
-    assert only.downstream_task_ids == {"trigger_retrain_policy", "batches_waiting"}
+    assert only.downstream_task_ids == {"retrain_wanted", "batches_waiting"}
+
+
+def test_the_batch_path_is_one_task_unless_asked_otherwise(
+    airflow_db: None, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SINGLE_TASK_ENV, raising=False)
+    monkeypatch.setenv("MAINSTEM_WORKSPACE", str(workspace))
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert BATCH_FLOW.name in bag.dags["data_pipeline_dag"].task_ids
+    assert set(bag.dags["train_pipeline_dag"].task_ids) == {s.name for s in TRAINING_FLOW.steps}
