@@ -10,10 +10,16 @@ the wall and CPU seconds of:
   entry), which delta-rs leaves to the page cache. Three set-ups: a tuned layout (rows sorted by
   key in files of about one part's size, mainstem's zstd level) merged with a key-range
   predicate, the same layout merged with `streamed_exec=False`, and delta-rs's defaults.
-Each round starts from the same state: the master and the Delta table are restored as hard links
-to their base files, and DVC's cache loses what the previous round added, so every round pays the
-full cost. The merged Delta table is checked against mainstem's master, row for row (Delta stores
-timestamps in microseconds, so both sides are compared at that precision).
+Each round starts from the same state: the Delta table is restored as hard links to its base
+files; the master gets back the base version of every part the previous round replaced, as a file
+of its own, DVC's cache loses what the previous round added, and an untimed `dvc add` records the
+restored master, so every round finds what a new batch finds in a workspace (the parts of the last
+version, already hashed by DVC) and pays the full cost of the batch. Restoring the master as hard
+links to a second copy, as this benchmark did before, showed DVC parts it had never seen (new
+inodes) with a link count of 2: every round DVC re-hashed all parts and replaced each carried-over
+part with a copy from its cache, work that a pipeline run never does.
+The merged Delta table is checked against mainstem's master, row for row (Delta stores timestamps
+in microseconds, so both sides are compared at that precision).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmarks.data import KEY, SCHEMA, BatchSpec, Spread, rows
-from benchmarks.merge_bench import Inbox, Timing, empty_master, fsync_path, link_copy
+from benchmarks.merge_bench import Inbox, Timing, empty_master, fsync_path
 from benchmarks.results_table import Results, Target
 from benchmarks.sizes import Size
 from benchmarks.versioning_bench import new_dvc_repo, version
@@ -54,10 +60,11 @@ class Peers:
     work: Path
     repo: Path
     master: Path
-    base: Path  # hard links to the master's parts before any benchmarked batch
+    base: Path  # copies of the master's parts before any benchmarked batch
     inbox: Inbox
     delta_base: dict[str, Path]  # layout name -> the Delta table before any benchmarked batch
     cache_files: set[Path] = field(default_factory=set)
+    restored: dict[str, int] = field(default_factory=dict)  # part -> inode the last restore left
 
 
 def cache_files(repo: Path) -> set[Path]:
@@ -83,7 +90,8 @@ def build(size: Size, work: Path) -> Peers:
         refresh_master(master, inbox.reports, inbox.path, spec)
     version(repo, master.name)
     base = work / "p10-base"
-    link_copy(master, base)
+    # copies, not links: a part of the master is a file of its own, as in a workspace
+    shutil.copytree(master, base)
     tables = {"tuned": work / "p10-delta-tuned", "default": work / "p10-delta-default"}
     write_deltalake(
         tables["tuned"],
@@ -94,7 +102,8 @@ def build(size: Size, work: Path) -> Peers:
     write_deltalake(
         tables["default"], pa.RecordBatchReader.from_batches(SCHEMA, master_batches(master))
     )
-    return Peers(work, repo, master, base, inbox, tables, cache_files(repo))
+    restored = {p.name: p.stat().st_ino for p in master.iterdir()}
+    return Peers(work, repo, master, base, inbox, tables, cache_files(repo), restored)
 
 
 def tuned_writer() -> WriterProperties:
@@ -185,10 +194,22 @@ def mainstem_merge(
 
 
 def restore_master(peers: Peers) -> None:
-    """The master and DVC's cache as they were before the benchmarked batch."""
-    link_copy(peers.base, peers.master)
+    """The master, DVC's cache and DVC's record of the master as before the benchmarked batch.
+
+    Only the parts the last round replaced are copied back; the rest are still the files DVC
+    hashed when it versioned the base master, as in a workspace after its last batch.
+    """
+    names = {p.name for p in peers.base.iterdir()}
+    for path in peers.master.iterdir():
+        if path.name not in names or peers.restored.get(path.name) != path.stat().st_ino:
+            path.unlink()
+    for name in sorted(names):
+        if not (peers.master / name).exists():
+            shutil.copy2(peers.base / name, peers.master / name)
+        peers.restored[name] = (peers.master / name).stat().st_ino
     for path in cache_files(peers.repo) - peers.cache_files:
         path.unlink()
+    version(peers.repo, peers.master.name)
 
 
 def at_microseconds(table: pa.Table) -> pa.Table:

@@ -41,7 +41,7 @@ from mainstem.master.parts import (
 )
 from mainstem.params import MergeParams, Params
 from mainstem.progress import progress
-from mainstem.validation.columnar import arrow_schema, parquet_bytes
+from mainstem.validation.columnar import arrow_schema, write_parquet
 from mainstem.validation.contract import Contract
 from mainstem.validation.layout import ACCEPTED, record_at, record_of, result_file
 
@@ -76,6 +76,25 @@ class MergePlan:
     schema: pa.Schema
 
 
+def is_sorted_by(table: pa.Table, key: str) -> bool:
+    """Whether the rows are already in key order (ties allowed), so a stable sort would keep them
+    as they are: a batch of keys that arrive in order then costs a scan instead of a sort and a
+    gather of every column."""
+    keys = table[key]
+    if len(keys) < 2 or keys.null_count:
+        return len(keys) < 2
+    if pa.types.is_integer(keys.type):
+        values = np.asarray(keys.to_numpy())
+        return bool(np.all(values[1:] >= values[:-1]))
+    in_order = pc.less_equal(keys[:-1], keys[1:])
+    return bool(pc.all(in_order).as_py())
+
+
+def sort_by_key(table: pa.Table, key: str) -> pa.Table:
+    """The rows sorted by key, stable: the table itself when it already is."""
+    return table if is_sorted_by(table, key) else table.sort_by(key)
+
+
 def latest_per_key(tables: Iterable[pa.Table], key: str) -> pa.Table:
     """All rows of `tables`, keeping only the last occurrence of each key, sorted by key."""
     tables = [t for t in tables if t.num_rows]
@@ -88,7 +107,7 @@ def latest_per_key(tables: Iterable[pa.Table], key: str) -> pa.Table:
         _unique, first_in_reversed = np.unique(reversed_keys, return_index=True)
         last = np.sort(len(keys) - 1 - first_in_reversed)
         combined = combined.take(pa.array(last))
-    return combined.sort_by(key)
+    return sort_by_key(combined, key)
 
 
 def upsert(existing: pa.Table | None, updates: pa.Table, key: str) -> pa.Table:
@@ -97,7 +116,7 @@ def upsert(existing: pa.Table | None, updates: pa.Table, key: str) -> pa.Table:
     `existing` is a part as mainstem writes it (sorted by key, each key once); `updates` holds each
     key once, in any order.
     """
-    updates = updates.sort_by(key)
+    updates = sort_by_key(updates, key)
     if existing is None or existing.num_rows == 0:
         return updates.combine_chunks()
     runs = _merge_runs(existing[key], updates[key])
@@ -145,16 +164,22 @@ def _merge_runs(old: pa.ChunkedArray, new: pa.ChunkedArray) -> list[tuple[bool, 
 
 
 def split_by_part(updates: pa.Table, key: str, partitioning: Partitioning) -> dict[int, pa.Table]:
-    """The update rows grouped by the part they belong to."""
+    """The update rows grouped by the part they belong to, each group in the order of `updates`.
+
+    Rows sorted by an integer key come in part order already (key ranges): each group is then a
+    slice of `updates`, with no rows copied.
+    """
     indexes = partitioning.part_indexes(updates[key])
-    order = np.argsort(indexes, kind="stable")
+    in_order = bool(np.all(indexes[1:] >= indexes[:-1]))
+    order = np.arange(len(indexes)) if in_order else np.argsort(indexes, kind="stable")
     sorted_indexes = indexes[order]
     starts = np.flatnonzero(np.r_[True, sorted_indexes[1:] != sorted_indexes[:-1]])
     ends = np.r_[starts[1:], len(order)]
-    return {
-        int(sorted_indexes[start]): updates.take(pa.array(order[start:end]))
-        for start, end in zip(starts, ends, strict=True)
-    }
+    parts = sorted_indexes[starts].tolist()
+    groups = zip(parts, starts.tolist(), ends.tolist(), strict=True)
+    if in_order:
+        return {part: updates.slice(start, end - start) for part, start, end in groups}
+    return {part: updates.take(pa.array(order[start:end])) for part, start, end in groups}
 
 
 def updates_by_part(plan: MergePlan) -> dict[str, pa.Table]:
@@ -196,7 +221,8 @@ def apply_batches(
         part = rewrite_part(master_dir, base, name, todo.pop(name), plan.schema)
         crashpoints.reach("master write part")
         with open(staged / name, "wb") as handle:
-            handle.write(parquet_bytes(part))
+            # encoded straight into the file: no copy of the part's bytes in memory
+            write_parquet(part, handle)
             handle.flush()
             os.fsync(handle.fileno())
         return part.num_rows
@@ -285,7 +311,8 @@ def refresh_master(
     pending = [
         PendingBatch(
             applied,
-            pq.read_table(accepted_path(applied.batch_id))
+            # one file: `pq.read_table`'s dataset layer costs more than decoding a batch
+            pq.ParquetFile(accepted_path(applied.batch_id)).read()
             if applied.status == "accepted"
             else spec.schema.empty_table(),
         )

@@ -7,7 +7,7 @@ the same bytes (and the same DVC hash).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -71,15 +71,21 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return table.replace_schema_metadata(None)
 
 
-def parquet_bytes(table: pa.Table) -> bytes:
-    """The table in mainstem's Parquet encoding: the same rows always give the same bytes.
+def write_parquet(table: pa.Table, sink: Any) -> None:
+    """Write the table to `sink` (a path, an open binary file or an Arrow stream) in mainstem's
+    Parquet encoding: the same rows always give the same bytes, whatever the sink.
 
     Chunks are combined first, so the layout of the table in memory cannot reach the file.
     """
     table = table.replace_schema_metadata(None).combine_chunks()
-    sink = pa.BufferOutputStream()
     options = parquet_options(table.schema)
     pq.write_table(table, sink, row_group_size=ROW_GROUP_ROWS, **options)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The table in mainstem's Parquet encoding, as bytes (see `write_parquet`)."""
+    sink = pa.BufferOutputStream()
+    write_parquet(table, sink)
     return bytes(sink.getvalue().to_pybytes())
 
 
