@@ -3,7 +3,8 @@
 In: a workspace root. Out: after a rebuild (a new contract or code re-validated every batch, so
 every past batch's five files went straight into the DVC cache, outside any `dvc.lock`), a push
 of those files to the remote; and a fetch of every file the validated index names and the cache
-lacks (a fresh clone). Both go through a scratch `.dvc` file naming the objects by md5, as
+lacks (a fresh clone), or of one batch's files (a worker releasing a batch an earlier commit
+recorded). Both go through a scratch `.dvc` file naming the objects by md5, as
 `mainstem upgrade` does for raw packs. A rebuild is told apart by the store's `state.json`
 differing from the last commit's: an ordinary batch pushes nothing here, so its push stays flat.
 """
@@ -20,7 +21,7 @@ from mainstem.commands import dvc
 from mainstem.flow.lineage import committed_text
 from mainstem.intake.raw_store import cached_pack
 from mainstem.params import load_params
-from mainstem.validation.layout import INDEX, STATE, last_validated, records_between
+from mainstem.validation.layout import INDEX, STATE, last_validated, record_of, records_between
 
 log = logging.getLogger(__name__)
 _SCRATCH_DVC = ".mainstem-validated.dvc"
@@ -70,5 +71,19 @@ def push_rebuilt(root: Path, run: Callable[[list[str]], object] | None = None) -
 def fetch_validated(root: Path) -> int:
     """Fetch every validated file the index names and the cache lacks; how many were missing."""
     md5s = _objects(root, only_missing=True)
+    transfer(root, md5s, "fetch", lambda args: dvc(args, root))
+    return len(md5s)
+
+
+def fetch_batch(root: Path, batch_id: str) -> int:
+    """Fetch the validated files of batch `batch_id` the cache lacks; how many were missing.
+
+    A clone's pull brings only the last batch's files; a drop-zone worker that finds a batch it
+    claimed already recorded by an earlier commit needs that batch's report to release it.
+    """
+    record = record_of(load_params(root).validate.validated_dir, batch_id)
+    if record is None:
+        return 0
+    md5s = sorted({m for m in record.files.values() if not cached_pack(root, m).is_file()})
     transfer(root, md5s, "fetch", lambda args: dvc(args, root))
     return len(md5s)

@@ -16,8 +16,9 @@ One clone serves every batch of a drain. For each batch, in this order:
 A worker killed anywhere before step 4 leaves the lease, which another worker takes over once it
 is stale (`ingest.stale_lock_seconds`, or `dead_owner_grace_seconds` for a dead process on the
 same host) and processes the batch from the start on its own clone. Killed between steps 3 and
-4, the batch's commit is already on the remote: the next holder finds it in its clone's history
-and only releases the batch, so the lineage holds one commit per delivery.
+4, the batch's commit is already on the remote: the next holder finds it in its clone's history,
+fetches that batch's validated files if its clone's pull did not bring them (later commits came
+first), and only releases the batch, so the lineage holds one commit per delivery.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from mainstem.commands import git
 from mainstem.errors import BatchRejectedError, MainstemError
 from mainstem.flow.runner import FlowRun, run_step
 from mainstem.flow.sequences import BATCH_FLOW, StepState
+from mainstem.flow.validated_transfer import fetch_batch
 from mainstem.flow.worker import Checkout, WorkerSettings, prepare, publish
 from mainstem.intake.dropfolder import Claimed, Idle, Rejected
 from mainstem.names import WORKER_NAME_ENV
@@ -123,6 +125,7 @@ def process_one(checkout: Checkout, run_id: str) -> ZoneBatch | Idle:
         outcome, commit = publish(replace(checkout, base=head), claim.batch_id)
     else:
         log.warning("batch %s is recorded by %s already: releasing it", claim.batch_id, done)
+        fetch_batch(checkout.root, claim.batch_id)  # its report, if a later commit is the pull's
         outcome, commit = "already recorded", done
     try:
         _steps(run, _AFTER_PUSH, state)
