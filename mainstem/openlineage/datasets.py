@@ -5,7 +5,7 @@ the stage's metrics file and the latest validation report, read here. Out: Input
 OutputDataset lists. Datasets are named by the OpenLineage naming spec for files (`file://<host>`,
 absolute path); each carries its DVC hash as its version, the data folders the contract's schema,
 outputs their statistics (rows as the stage's metrics count them), and the validate stage's input
-the data-quality assertions of the batch it validated.
+the data-quality assertions of the batch it validated. The datasets are JSON dicts (see `spec`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from openlineage.client.event_v2 import InputDataset, OutputDataset
-from openlineage.client.facet_v2 import DatasetFacet, InputDatasetFacet
+from typing import TYPE_CHECKING
 
 from mainstem.durable import read_json_object
 from mainstem.intake.raw_store import pack_path
 from mainstem.openlineage import facets
-from mainstem.openlineage.facets import DatasetState
+from mainstem.openlineage.facets import DatasetState, Facet
+from mainstem.openlineage.spec import dataset
 from mainstem.params import Params
 from mainstem.validation.layout import batch_dir, read_report
 
@@ -42,7 +40,7 @@ class StageFacts:
 
     rows: dict[str, int] = field(default_factory=dict)
     schema_paths: set[str] = field(default_factory=set)
-    assertions: dict[str, Any] = field(default_factory=dict)
+    assertions: dict[str, Facet] = field(default_factory=dict)
     extra_inputs: list[DatasetState] = field(default_factory=list)
 
 
@@ -109,13 +107,13 @@ def build_datasets(
     states: tuple[list[DatasetState], list[DatasetState]],
     facts: StageFacts,
     contract: Contract | None,
-) -> tuple[list[InputDataset], list[OutputDataset]]:
+) -> tuple[list[Facet], list[Facet]]:
     """The OpenLineage datasets of a finished stage run."""
     namespace = file_namespace()
     inputs_states, outputs_states = states
 
-    def common(state: DatasetState) -> dict[str, DatasetFacet]:
-        found: dict[str, DatasetFacet] = {"version": facets.version_facet(state)}
+    def common(state: DatasetState) -> dict[str, Facet]:
+        found = {"version": facets.version_facet(state)}
         if contract is not None and state.path in facts.schema_paths:
             found["schema"] = facets.schema_facet(contract)
         return found
@@ -125,20 +123,17 @@ def build_datasets(
 
     inputs = []
     for state in [*inputs_states, *facts.extra_inputs]:
-        input_facets: dict[str, InputDatasetFacet] = {}
+        input_facets: dict[str, Facet] = {}
         if state.path in facts.assertions:
             input_facets["dataQualityAssertions"] = facts.assertions[state.path]
-        inputs.append(
-            InputDataset(namespace, name(state), facets=common(state), inputFacets=input_facets)
-        )
+        inputs.append(dataset(namespace, name(state), common(state), "inputFacets", input_facets))
     outputs = [
-        OutputDataset(
+        dataset(
             namespace,
             name(state),
-            facets=common(state),
-            outputFacets={
-                "outputStatistics": facets.statistics_facet(state, facts.rows.get(state.path))
-            },
+            common(state),
+            "outputFacets",
+            {"outputStatistics": facets.statistics_facet(state, facts.rows.get(state.path))},
         )
         for state in outputs_states
     ]

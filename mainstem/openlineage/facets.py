@@ -1,53 +1,36 @@
 """OpenLineage facets made from what mainstem knows: pure functions of values, no I/O.
 
 In: the active contract, a validation report, DVC's hash and size of a dataset, a stage's metrics,
-the parent run's id. Out: openlineage-python facet objects, ready to put on an event.
+the parent run's id. Out: facets as the JSON dicts openlineage-python would write (see `spec`),
+ready to put on an event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-import attr
-from openlineage.client.facet_v2 import (
-    RunFacet,
-    data_quality_assertions_dataset,
-    dataset_version_dataset,
-    output_statistics_output_dataset,
-    parent_run,
-    schema_dataset,
-)
+from mainstem.openlineage.spec import checked_run_id, custom_facet, spec_facet
 
 if TYPE_CHECKING:
     from mainstem.validation.contract import Contract
 
+Facet = dict[str, Any]
 TRAINING_FACET = "mainstem_training"
 TRAINING_SCHEMA_URL = (
     "https://mainstem.invalid/spec/facets/1-0-0/MainstemTrainingRunFacet.json"
     "#/$defs/MainstemTrainingRunFacet"
 )
-
-
-@attr.define
-class MainstemTrainingRunFacet(RunFacet):
-    """The MLflow run a training logged and the model version it registered."""
-
-    mlflowRunId: str
-    registeredModelName: str
-    registeredModelVersion: str
-    promoted: bool
-    productionVersion: str | None = attr.field(default=None)
-
-    _additional_skip_redact: ClassVar[list[str]] = [
-        "mlflowRunId",
-        "registeredModelName",
-        "registeredModelVersion",
-    ]
-
-    @staticmethod
-    def _get_schema() -> str:
-        return TRAINING_SCHEMA_URL
+SCHEMA = "1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet"
+VERSION = "1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
+STATISTICS = (
+    "1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
+)
+QUALITY = "1-1-0/DataQualityAssertionsDatasetFacet.json#/$defs/DataQualityAssertionsDatasetFacet"
+PARENT = "1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"
+JOB_TYPE = "2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
+PROCESSING_ENGINE = "1-1-1/ProcessingEngineRunFacet.json#/$defs/ProcessingEngineRunFacet"
+ERROR_MESSAGE = "1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
 
 
 @dataclass(frozen=True)
@@ -60,31 +43,48 @@ class DatasetState:
     nfiles: int | None
 
 
-def schema_facet(contract: Contract) -> schema_dataset.SchemaDatasetFacet:
+def schema_facet(contract: Contract) -> Facet:
     """The contract's columns, in order, with their declared types."""
-    return schema_dataset.SchemaDatasetFacet(
+    return spec_facet(
+        SCHEMA,
         fields=[
-            schema_dataset.SchemaDatasetFacetFields(
-                name=column,
-                type=dtype,
-                description=None if contract.nullable.get(column, True) else "required",
-                ordinal_position=position,
-            )
+            {
+                "name": column,
+                "type": dtype,
+                "description": None if contract.nullable.get(column, True) else "required",
+                "ordinal_position": position,
+                "fields": [],
+            }
             for position, (column, dtype) in enumerate(contract.dtypes.items(), start=1)
-        ]
+        ],
     )
 
 
-def version_facet(state: DatasetState) -> dataset_version_dataset.DatasetVersionDatasetFacet:
-    return dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=state.md5)
+def version_facet(state: DatasetState) -> Facet:
+    return spec_facet(VERSION, datasetVersion=state.md5)
 
 
-def statistics_facet(
-    state: DatasetState, rows: int | None
-) -> output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet:
+def statistics_facet(state: DatasetState, rows: int | None) -> Facet:
     files = state.nfiles if state.nfiles is not None else (1 if state.size is not None else None)
-    return output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-        rowCount=rows, size=state.size, fileCount=files
+    return spec_facet(STATISTICS, rowCount=rows, size=state.size, fileCount=files)
+
+
+def job_type_facet() -> Facet:
+    return spec_facet(JOB_TYPE, processingType="BATCH", integration="DVC", jobType="STAGE")
+
+
+def processing_engine_facet(dvc_version: str, adapter_version: str) -> Facet:
+    return spec_facet(
+        PROCESSING_ENGINE,
+        version=dvc_version,
+        name="DVC",
+        openlineageAdapterVersion=adapter_version,
+    )
+
+
+def error_facet(message: str, stack_trace: str) -> Facet:
+    return spec_facet(
+        ERROR_MESSAGE, message=message, programmingLanguage="python", stackTrace=stack_trace
     )
 
 
@@ -104,9 +104,7 @@ def declared_checks(contract: Contract) -> list[tuple[str, str]]:
     return checks
 
 
-def quality_assertions(
-    contract: Contract, report: dict[str, Any]
-) -> data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet:
+def quality_assertions(contract: Contract, report: dict[str, Any]) -> Facet:
     """One assertion per check of the contract, failed when a row of the batch failed it.
 
     Failures of checks the contract does not list (a malformed row of a table) are assertions too,
@@ -118,32 +116,36 @@ def quality_assertions(
     declared = declared_checks(contract)
     extra = sorted(set(failed) - set(declared))
 
-    def assertion(column: str, check: str) -> data_quality_assertions_dataset.Assertion:
+    def assertion(column: str, check: str) -> dict[str, Any]:
         rows = failed.get((column, check), 0)
-        return data_quality_assertions_dataset.Assertion(
-            assertion=check,
-            success=rows == 0,
-            column=column or None,
-            expected="0",
-            actual=str(rows),
-        )
+        return {
+            "assertion": check,
+            "success": rows == 0,
+            "column": column or None,
+            "expected": "0",
+            "actual": str(rows),
+            "params": {},
+        }
 
-    batch = data_quality_assertions_dataset.Assertion(
-        assertion="batch accepted",
-        success=report["status"] == "accepted",
-        actual="; ".join(str(r) for r in report.get("reasons") or [])[:500] or None,
+    batch = {
+        "assertion": "batch accepted",
+        "success": report["status"] == "accepted",
+        "column": None,
+        "actual": "; ".join(str(r) for r in report.get("reasons") or [])[:500] or None,
+        "params": {},
+    }
+    return spec_facet(
+        QUALITY, assertions=[*(assertion(c, k) for c, k in [*declared, *extra]), batch]
     )
-    return data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
-        assertions=[*(assertion(c, k) for c, k in [*declared, *extra]), batch]
-    )
 
 
-def training_facet(metrics: dict[str, Any], model_name: str) -> MainstemTrainingRunFacet | None:
+def training_facet(metrics: dict[str, Any], model_name: str) -> Facet | None:
     """The training's MLflow run and registered version, from the train stage's metrics."""
     if not metrics.get("trained"):
         return None
     production = metrics.get("production_version")
-    return MainstemTrainingRunFacet(
+    return custom_facet(
+        TRAINING_SCHEMA_URL,
         mlflowRunId=str(metrics["run_id"]),
         registeredModelName=model_name,
         registeredModelVersion=str(metrics["model_version"]),
@@ -164,18 +166,19 @@ def _split_parent(value: str) -> tuple[str, str, str]:
     return namespace, job, run_id
 
 
-def parent_facet(parent_id: str, root_id: str | None = None) -> parent_run.ParentRunFacet:
+def parent_facet(parent_id: str, root_id: str | None = None) -> Facet:
     """The ParentRunFacet of a run started by `parent_id` (and, above it, `root_id`)."""
     namespace, job, run_id = _split_parent(parent_id)
     root = None
     if root_id:
         root_namespace, root_job, root_run = _split_parent(root_id)
-        root = parent_run.Root(
-            run=parent_run.RootRun(runId=root_run),
-            job=parent_run.RootJob(namespace=root_namespace, name=root_job),
-        )
-    return parent_run.ParentRunFacet(
-        run=parent_run.Run(runId=run_id),
-        job=parent_run.Job(namespace=namespace, name=job),
+        root = {
+            "run": {"runId": checked_run_id(root_run), "facets": {}},
+            "job": {"namespace": root_namespace, "name": root_job, "facets": {}},
+        }
+    return spec_facet(
+        PARENT,
+        run={"runId": checked_run_id(run_id), "facets": {}},
+        job={"namespace": namespace, "name": job, "facets": {}},
         root=root,
     )

@@ -19,21 +19,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import (
-    JobFacet,
-    RunFacet,
-    error_message_run,
-    job_type_job,
-    processing_engine_run,
-)
-from openlineage.client.uuid import generate_new_uuid
-
 from mainstem import __version__
 from mainstem.durable import read_json_object
 from mainstem.openlineage import facets
+from mainstem.openlineage.facets import Facet
+from mainstem.openlineage.run_files import TERMINAL, read_events, run_file, write_marker
 from mainstem.openlineage.settings import PARENT_ENV, ROOT_PARENT_ENV, LineageSettings
-from mainstem.openlineage.transport import read_events, run_file, write_marker
+from mainstem.openlineage.spec import new_run_id, run_event
 
 log = logging.getLogger(__name__)
 OPEN_DIR = "open"
@@ -50,24 +42,21 @@ class StageRun:
     settings: LineageSettings
     root: Path
     stage: str
-    run_id: str = field(default_factory=lambda: str(generate_new_uuid()))
+    run_id: str = field(default_factory=new_run_id)
     # a run ended for a crashed one belongs to whoever started it, not to this run's parent
     under_parent: bool = True
 
     @property
-    def job(self) -> Job:
-        job_facets: dict[str, JobFacet] = {
-            "jobType": job_type_job.JobTypeJobFacet(
-                processingType="BATCH", integration="DVC", jobType="STAGE"
-            )
+    def job(self) -> dict[str, Any]:
+        return {
+            "namespace": self.settings.namespace,
+            "name": self.stage,
+            "facets": {"jobType": facets.job_type_facet()},
         }
-        return Job(namespace=self.settings.namespace, name=self.stage, facets=job_facets)
 
-    def run(self, extra: dict[str, RunFacet] | None = None) -> Run:
-        run_facets: dict[str, RunFacet] = {
-            "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-                version=version("dvc"), name="DVC", openlineageAdapterVersion=__version__
-            )
+    def run(self, extra: dict[str, Facet] | None = None) -> dict[str, Any]:
+        run_facets = {
+            "processing_engine": facets.processing_engine_facet(version("dvc"), __version__)
         }
         parent = os.environ.get(PARENT_ENV, "") if self.under_parent else ""
         if parent:
@@ -77,7 +66,7 @@ class StageRun:
                 )
             except ValueError as exc:
                 log.warning("OpenLineage: %s ignored: %s", PARENT_ENV, exc)
-        return Run(runId=self.run_id, facets={**run_facets, **(extra or {})})
+        return {"runId": self.run_id, "facets": {**run_facets, **(extra or {})}}
 
     @property
     def open_marker(self) -> Path:
@@ -85,12 +74,11 @@ class StageRun:
 
 
 def event(
-    state: RunState, current: StageRun, extra: dict[str, RunFacet] | None = None, **datasets: Any
-) -> RunEvent:
-    """An event of `current` now, with the run's facets and `extra` ones."""
-    return RunEvent(
-        eventTime=now(), run=current.run(extra), job=current.job, eventType=state, **datasets
-    )
+    state: str, current: StageRun, extra: dict[str, Facet] | None = None, **datasets: Any
+) -> dict[str, Any]:
+    """An event (`state`: START, COMPLETE, FAIL or ABORT) of `current` now, with the run's facets
+    and `extra` ones."""
+    return run_event(state, now(), current.run(extra), current.job, **datasets)
 
 
 def close_abandoned(current: StageRun, send: Any) -> str | None:
@@ -102,9 +90,9 @@ def close_abandoned(current: StageRun, send: Any) -> str | None:
     path = run_file(current.settings.events_dir, run_id)
     events = read_events(path) if path.is_file() else []
     types = {e.get("eventType") for e in events}
-    if "START" in types and not types & {"COMPLETE", "FAIL", "ABORT"}:
+    if "START" in types and not types & TERMINAL:
         abandoned = StageRun(current.settings, current.root, current.stage, run_id, False)
-        send(event(RunState.ABORT, abandoned))
+        send(event("ABORT", abandoned))
         log.warning(
             "OpenLineage: run %s of stage %s ended without an end event; ABORT sent",
             run_id,
@@ -114,7 +102,7 @@ def close_abandoned(current: StageRun, send: Any) -> str | None:
     return run_id
 
 
-def complete_event(current: StageRun) -> RunEvent:
+def complete_event(current: StageRun) -> dict[str, Any]:
     """COMPLETE with the stage's datasets as DVC will record them, and their facets."""
     from mainstem.openlineage.datasets import build_datasets, stage_contract, stage_facts
     from mainstem.openlineage.dvc_datasets import stage_datasets
@@ -125,23 +113,20 @@ def complete_event(current: StageRun) -> RunEvent:
     contract = stage_contract(params, current.stage, states)
     facts = stage_facts(params, current.stage, contract)
     inputs, outputs = build_datasets(params, states, facts, contract)
-    extra: dict[str, RunFacet] = {}
+    extra: dict[str, Facet] = {}
     if current.stage == "train":
         trained = facets.training_facet(
             read_json_object(params.train.metrics_file) or {}, params.train.model_name
         )
         if trained is not None:
             extra[facets.TRAINING_FACET] = trained
-    return event(RunState.COMPLETE, current, extra, inputs=inputs, outputs=outputs)
+    return event("COMPLETE", current, extra, inputs=inputs, outputs=outputs)
 
 
-def fail_event(current: StageRun, error: BaseException) -> RunEvent:
+def fail_event(current: StageRun, error: BaseException) -> dict[str, Any]:
     message = str(error) or type(error).__name__
     trace = "".join(traceback.format_exception(error))
-    facet = error_message_run.ErrorMessageRunFacet(
-        message=message, programmingLanguage="python", stackTrace=trace
-    )
-    return event(RunState.FAIL, current, {"errorMessage": facet})
+    return event("FAIL", current, {"errorMessage": facets.error_facet(message, trace)})
 
 
 def run_reported(
@@ -154,7 +139,7 @@ def run_reported(
     current = StageRun(settings, root, stage)
     close_abandoned(current, emitter.send)
     write_marker(current.open_marker, {"runId": current.run_id, "job": stage})
-    emitter.send(event(RunState.START, current))
+    emitter.send(event("START", current))
     errors: list[BaseException] = []
     try:
         status = run_stage(stage, errors)
@@ -171,7 +156,7 @@ def run_reported(
         ended = complete_event(current)
     except Exception as exc:  # the stage succeeded: describe it less, never fail it
         log.warning("OpenLineage: could not describe the datasets of %s (%s)", stage, exc)
-        ended = event(RunState.COMPLETE, current)
+        ended = event("COMPLETE", current)
     emitter.send(ended)
     current.open_marker.unlink(missing_ok=True)
     return status

@@ -22,6 +22,10 @@ DEFAULT_EVENTS_DIR = "lineage/openlineage"
 # The environment variables openlineage-python itself reads to pick a transport.
 ENVIRONMENT_TRANSPORT = ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG")
 ENVIRONMENT_TRANSPORT_PREFIX = "OPENLINEAGE__TRANSPORT__"
+# Its other settings (tags, filters, facets), and the files it reads them from besides
+# OPENLINEAGE_CONFIG: openlineage.yml in the current directory, then in ~/.openlineage.
+ENVIRONMENT_CONFIG_PREFIX = "OPENLINEAGE__"
+CONFIG_FILE = "openlineage.yml"
 # The run that started a stage, `namespace/job/run_id`, as the Airflow provider's macros give it
 PARENT_ENV = "OPENLINEAGE_PARENT_ID"
 ROOT_PARENT_ENV = "OPENLINEAGE_ROOT_PARENT_ID"
@@ -97,3 +101,18 @@ def disabled_by_environment(env: dict[str, str] | None = None) -> bool:
     """`OPENLINEAGE_DISABLED=true`, the switch every OpenLineage integration honours."""
     env = dict(os.environ) if env is None else env
     return env.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true"
+
+
+def client_configured(
+    env: dict[str, str] | None = None, cwd: Path | None = None, home: Path | None = None
+) -> bool:
+    """Whether openlineage-python would read a setting of its own here (a transport, tags,
+    filters, facets): events then go through the client, so they stay what it makes of them."""
+    env = dict(os.environ) if env is None else env
+    if environment_transport(env) or any(
+        name.startswith(ENVIRONMENT_CONFIG_PREFIX) and value for name, value in env.items()
+    ):
+        return True
+    cwd = Path.cwd() if cwd is None else cwd
+    home = Path.home() if home is None else home
+    return (cwd / CONFIG_FILE).is_file() or (home / ".openlineage" / CONFIG_FILE).is_file()

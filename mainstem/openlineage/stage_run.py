@@ -5,7 +5,8 @@ directory, as DVC runs commands in it). Out: the stage's own outputs and exit st
 and, unless `openlineage.enabled` is false or `OPENLINEAGE_DISABLED=true`, its events (see
 `reporting`). The stage's code is run in this process (`stages.<name>.main`, through the same
 `run_entry` as `python -m stages.<name>`), so this module is not a DVC dependency of any stage:
-changing how events are sent never re-runs a stage. OpenLineage is imported only when reporting.
+changing how events are sent never re-runs a stage. Events are built as plain JSON (`spec`):
+openlineage-python is imported only when a setting of its own asks for it (see `emitter`).
 """
 
 from __future__ import annotations
