@@ -306,3 +306,33 @@ def test_a_run_a_crash_left_open_is_aborted_by_the_next_run(workspace: Path) -> 
     events = read_run_files(load_settings(workspace).events_dir)
     assert sorted(runs(events).values()) == [["START", "ABORT"], ["START", "COMPLETE"]]
     assert badly_ended(events) == {}
+
+
+def test_a_stage_with_no_client_settings_writes_valid_events_without_the_client(
+    workspace: Path,
+) -> None:
+    shutil.rmtree(workspace / "lineage", ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLINEAGE")}
+    report = (
+        "import sys\n"
+        "from mainstem.openlineage.stage_run import main\n"
+        "status = main(['validate'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('openlineage')))\n"
+        "sys.exit(status)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", report],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[-1] == "[]"
+    events = read_run_files(load_settings(workspace).events_dir)
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    assert [schema_errors(e) for e in events] == [[], []]
+    assert events[1]["inputs"]
+    assert events[1]["outputs"]
+    assert all("tags" in e["run"]["facets"] for e in events)
