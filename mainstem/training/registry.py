@@ -281,6 +281,34 @@ class TrainingRun:
     metrics: dict[str, float]
 
 
+_STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextmanager
+def process_store(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry store set to `uri` for the block, then back.
+
+    MLflow writes them into `os.environ` too, where every later call of this process (another
+    workspace's training, an Airflow stack started from it) would find this store instead of
+    its own.
+    """
+    import mlflow
+
+    saved = {name: os.environ.get(name) for name in _STORE_VARIABLES}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
@@ -328,9 +356,7 @@ def record_training(
     from mlflow.models import infer_signature
 
     uri = client.tracking_uri
-    with store_errors(uri):
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+    with store_errors(uri), process_store(uri):
         with mlflow.start_run(experiment_id=registration.experiment_id) as active:
             mlflow.log_params(run["params"])
             mlflow.log_metrics(run["metrics"])
@@ -359,10 +385,8 @@ def restore_model(client: MlflowClient, model_uri: str, model_dir: Path) -> None
     import mlflow.artifacts
 
     uri = client.tracking_uri
-    with store_errors(uri):
-        # A `models:/` URI is resolved through the process-wide store, whatever is passed here.
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+    # A `models:/` URI is resolved through the process-wide store, whatever is passed here.
+    with store_errors(uri), process_store(uri):
         mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(model_dir))
 
 

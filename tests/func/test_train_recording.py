@@ -5,6 +5,7 @@ Logging a model runs git (MLflow records the source commit), so this is not a un
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,10 @@ def _fitted() -> Fitted:
 
 
 def test_a_recorded_training_is_found_again_by_its_request(
-    client: MlflowClient, tmp_path: Path
+    client: MlflowClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     registration = Registration(ensure_experiment(client, "e"), "grade", "production", "f1_macro")
     fitted = _fitted()
     run = run_record(load_params(ROOT).train, fitted, 20, {REQUEST_ID_TAG: "abc"})
@@ -55,3 +58,6 @@ def test_a_recorded_training_is_found_again_by_its_request(
     assert client.get_run(recorded.run_id).data.tags[PROMOTED_TAG] == "true"
     assert served_request(client, registration, "abc") == recorded
     assert served_request(client, registration, "abd") is None
+    # MLflow's process-wide store was this workspace's for the recording only
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
