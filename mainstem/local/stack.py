@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,21 @@ def _records(state: dict[str, Any]) -> list[ProcessRecord]:
     return [ProcessRecord(**record) for record in state.get("processes", [])]
 
 
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in this process's environment for the block (for the processes it starts)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def stack_up(
     state_dir: Path,
     workspace: Path,
@@ -114,11 +131,12 @@ def stack_up(
         if celery:
             celery.before_airflow(airflow)
         mlflow.start()
-        # Airflow's components pass their environment on to the tasks they run.
-        os.environ["MLFLOW_TRACKING_URI"] = mlflow.url
-        airflow.start()
-        if celery:
-            celery.after_airflow(airflow)
+        # Airflow's components pass their environment on to the tasks they run; this
+        # process's own environment is put back once they have started.
+        with environment({"MLFLOW_TRACKING_URI": mlflow.url}):
+            airflow.start()
+            if celery:
+                celery.after_airflow(airflow)
     except BaseException:
         if celery:
             celery.stop()

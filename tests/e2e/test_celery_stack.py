@@ -4,6 +4,7 @@ real scheduler, every task on a Celery worker, both workers used; `stack down` l
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -51,12 +52,14 @@ def _running(processes: list[psutil.Process]) -> list[str]:
 def celery_stack(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN}); apt-get install postgresql-15")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # stack_up sets it for its children
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///this-process-only.db")
     # Not under pytest's tmp_path: its parents are private to root, and PostgreSQL runs as postgres.
     state_dir = Path(tempfile.mkdtemp(prefix="mainstem-celery-"))
     state_dir.chmod(0o755)
     ports = StackPorts(free_port(), free_port(), free_port(), free_port())
     state = stack_up(state_dir, workspace, ports, executor="celery", dags_folder=PROBE_DAGS)
+    # the stack's processes get its MLflow server; this process keeps its own store
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///this-process-only.db"
     started = _tree([record["pid"] for record in state["processes"]])
     try:
         yield state
