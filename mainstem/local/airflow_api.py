@@ -123,7 +123,14 @@ class VariablesRead:
         return asdict(self)
 
 
-def read_variables(workspace: Path, names: tuple[str, ...], timeout: float = 3.0) -> VariablesRead:
+# An Airflow that is up answers within this even on a busy machine (its API server shares
+# two cores with the scheduler and the tasks); a stopped one refuses the connection at once.
+READ_TIMEOUT_SECONDS = 15.0
+
+
+def read_variables(
+    workspace: Path, names: tuple[str, ...], timeout: float = READ_TIMEOUT_SECONDS
+) -> VariablesRead:
     """The Variables `names` from the Airflow recorded for `workspace`.
 
     No record: `values` is None and `where` says so. A record whose Airflow does not answer (it
