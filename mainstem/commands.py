@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from mainstem.errors import CommandError
@@ -62,3 +63,25 @@ def dvc(
 
 def git(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run(["git", *args], cwd, check)
+
+
+@contextmanager
+def restored(names: Iterable[str]) -> Iterator[None]:
+    """The environment variables `names` as they were before the block, whatever it set."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in this process's environment for the block (the processes it starts get them)."""
+    with restored(values):
+        os.environ.update(values)
+        yield

@@ -13,17 +13,15 @@ stack adds a Redis broker, a triggerer and two Celery workers (mainstem.local.ce
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from mainstem.commands import environment
 from mainstem.durable import read_json, write_json
 from mainstem.errors import MainstemError, ServiceError
 from mainstem.flow.workspace import create_workspace, source_root
@@ -66,21 +64,6 @@ def memory_pss(records: list[ProcessRecord]) -> int:
 
 def _records(state: dict[str, Any]) -> list[ProcessRecord]:
     return [ProcessRecord(**record) for record in state.get("processes", [])]
-
-
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """`values` in this process's environment for the block (for the processes it starts)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def stack_up(

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mainstem.commands import environment
 from mainstem.openlineage.settings import PARENT_ENV, ROOT_PARENT_ENV, load_settings
 
 TRANSPORT_CLASS = "mainstem.openlineage.transport.RunFileTransport"
@@ -52,13 +52,5 @@ def task_parent_env(task_instance: Any) -> dict[str, str]:
 def stage_parent(task_instance: Any) -> Iterator[dict[str, str]]:
     """Within the block, the task's run is the parent of every stage run it starts."""
     env = task_parent_env(task_instance)
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         yield env
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

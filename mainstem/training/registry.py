@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mainstem.commands import restored
 from mainstem.errors import RegistryError
 from mainstem.params import Params
 
@@ -294,19 +295,15 @@ def process_store(uri: str) -> Iterator[None]:
     """
     import mlflow
 
-    saved = {name: os.environ.get(name) for name in _STORE_VARIABLES}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
-        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    tracking, registry = (os.environ.get(name) for name in _STORE_VARIABLES)
+    with restored(_STORE_VARIABLES):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(tracking)  # type: ignore[arg-type]
+            mlflow.set_registry_uri(registry)  # type: ignore[arg-type]
 
 
 def _pip_requirements() -> list[str]:
