@@ -204,7 +204,9 @@ def describe_runs(label: str, workspace: Path, runs: BatchRuns) -> list[str]:
     lines.append(f"  data_pipeline_dag: {state}")
     if runs.decision is not None:
         verdict = "RETRAIN" if runs.decision["retrain"] else "no retrain"
-        lines.append(f"  retrain_policy_dag: {verdict} - {runs.decision['reason']}")
+        # process_batch decides in the data run; the policy DAG runs (and decides) to train
+        decided_by = "data_pipeline_dag" if runs.policy_run is None else "retrain_policy_dag"
+        lines.append(f"  decision ({decided_by}): {verdict} - {runs.decision['reason']}")
     if runs.train_run is not None:
         trained = runs.trained or {}
         alias = params.train.production_alias
