@@ -30,11 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import psutil
-
 from mainstem import crashpoints
 from mainstem.durable import fsync_dir, storage_errors
 from mainstem.errors import LockError
+from mainstem.intake import process_start
 from mainstem.intake.delivery import CLAIM_TMP_PREFIX, PROCESSING, READY, entry_dir
 
 LockState = Literal["mine", "live", "stale"]
@@ -62,21 +61,6 @@ class LockOwner:
         return f"run {self.run_id} (host {self.host}, pid {self.pid}, claimed {claimed})"
 
 
-def process_start_time(pid: int) -> float:
-    """When `pid` started, or 0.0 when there is no such process or it has already exited.
-
-    A killed process stays a zombie until its parent (or init) reaps it; it holds nothing any
-    more, so it counts as gone.
-    """
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return 0.0
-        return process.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return 0.0
-
-
 def owner_for(
     run_id: str,
     now: float,
@@ -86,7 +70,7 @@ def owner_for(
 ) -> LockOwner:
     """A lock owner record for this process; `one_process` when the run ends with this process."""
     pid = os.getpid()
-    started = process_start_time(pid)
+    started = process_start.started(pid)
     return LockOwner(
         run_id, socket.gethostname(), pid, started, now, now, batch_id, one_process, entry=entry
     )
@@ -121,9 +105,8 @@ def owner_alive(owner: LockOwner) -> bool | None:
     """True/False when the owner's process can be checked from here; None when it cannot."""
     if owner.host != socket.gethostname() or owner.pid <= 0:
         return None
-    started = process_start_time(owner.pid)
     # A pid that was recycled by a newer process does not count as the owner.
-    return started != 0.0 and abs(started - owner.pid_started) < 1.0
+    return process_start.is_same_process(owner.pid, owner.pid_started)
 
 
 def stale_from(owner: LockOwner, stale_after: float, dead_grace: float) -> float:
@@ -173,7 +156,7 @@ def clear_stale_claim_files(incoming: Path) -> None:
             prefix, _sep, pid = path.name.rpartition("-")
             if not prefix.endswith(host) or not pid.isdigit() or int(pid) == os.getpid():
                 continue
-            if process_start_time(int(pid)) == 0.0:
+            if process_start.started(int(pid)) == 0.0:
                 path.unlink(missing_ok=True)
 
 
@@ -260,7 +243,7 @@ def heartbeat(incoming: Path, owner: LockOwner, now: float) -> LockOwner:
     (this run was taken for dead) or it was released, and this run must not write on.
     """
     pid = os.getpid()
-    started = process_start_time(pid)
+    started = process_start.started(pid)
     renewed = replace(owner, pid=pid, pid_started=started, heartbeat_at=now, given_up=False)
     with storage_errors(f"could not renew the lock in {incoming}"), claim_mutex(incoming):
         current = read_owner(incoming)

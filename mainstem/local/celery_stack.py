@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mainstem.errors import ServiceError
 from mainstem.local.redis_server import RedisServer
-from mainstem.local.services import ProcessRecord
+from mainstem.local.services import ProcessRecord, end_child
 from mainstem.names import WORKER_NAME_ENV
 
 if TYPE_CHECKING:
@@ -110,10 +110,10 @@ class CeleryWorker:
 
     def stop(self) -> None:
         """Warm shutdown (SIGTERM lets running tasks finish), SIGKILL after the grace period."""
-        if self.record is not None:
-            self.record.stop()
         if self.process is not None:
-            self.process.wait()
+            end_child(self.process, self.record)
+        elif self.record is not None:
+            self.record.stop()
         self.process = self.record = None
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mainstem.errors import ServiceError
-from mainstem.local.services import ProcessRecord, port_is_free
+from mainstem.local.services import ProcessRecord, end_child, port_is_free
 
 REDIS_SERVER_ENV = "MAINSTEM_REDIS_SERVER"
 
@@ -116,8 +116,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """End the server (SIGTERM; it keeps nothing on disk, so there is nothing to save)."""
-        if self.record is not None:
-            self.record.stop()
         if self.process is not None:
-            self.process.wait()
+            end_child(self.process, self.record)
+        elif self.record is not None:
+            self.record.stop()
         self.process = self.record = None

@@ -28,6 +28,7 @@ import psutil
 
 from mainstem.commands import tool_env
 from mainstem.errors import ServiceError
+from mainstem.intake import process_start
 
 PG_BIN = Path(os.environ.get("MAINSTEM_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
@@ -60,21 +61,17 @@ class ProcessRecord:
 
     @classmethod
     def of(cls, name: str, pid: int) -> ProcessRecord:
-        return cls(name, pid, psutil.Process(pid).create_time())
+        start = process_start.started(pid, zombie=True)
+        if start == 0.0:
+            raise psutil.NoSuchProcess(pid, name)
+        return cls(name, pid, start)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
 
     def alive(self) -> bool:
         """Whether the very process recorded is still running (not a recycled pid, not a zombie)."""
-        try:
-            process = psutil.Process(self.pid)
-            return (
-                abs(process.create_time() - self.started) < 1.0
-                and process.status() != psutil.STATUS_ZOMBIE
-            )
-        except psutil.NoSuchProcess:
-            return False
+        return process_start.is_same_process(self.pid, self.started)
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM the process group it leads, SIGKILL after `grace` seconds; reap a child."""
@@ -91,6 +88,23 @@ class ProcessRecord:
                 _reap(self.pid)
                 time.sleep(0.05)
         _reap(self.pid)
+
+
+def end_child(
+    process: subprocess.Popen[bytes], record: ProcessRecord | None, wait: float = 5.0
+) -> None:
+    """Stop a child this process started (by its record), then reap it.
+
+    The record stops the process group and waits for it; should the child still run after that
+    (its record no longer matches it), its group is killed rather than waited on for ever.
+    """
+    if record is not None:
+        record.stop()
+    try:
+        process.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -289,8 +303,8 @@ class MlflowServer:
 
     def stop(self) -> None:
         """End the server and its workers."""
-        if self.record is not None:
-            self.record.stop()
         if self.process is not None:
-            self.process.wait()
+            end_child(self.process, self.record)
+        elif self.record is not None:
+            self.record.stop()
         self.process = self.record = None

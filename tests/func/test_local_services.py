@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from mainstem.local.services import ProcessRecord, port_is_free
+from mainstem.local.services import ProcessRecord, end_child, port_is_free
 
 
 @pytest.fixture
@@ -41,6 +41,28 @@ def test_a_record_of_another_start_time_is_not_signalled(group: subprocess.Popen
     assert not recycled.alive()
     recycled.stop(grace=1)
     assert group.poll() is None  # the process now holding that pid was left alone
+
+
+def test_a_record_still_stops_its_process_after_the_clock_steps(
+    group: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux moves its boot time when the wall clock is stepped (NTP, a resumed VM)."""
+    from psutil import _pslinux
+
+    record = ProcessRecord.of("service", group.pid)
+    stepped = _pslinux.boot_time() + 3600.0
+    monkeypatch.setattr(_pslinux, "boot_time", lambda: stepped)
+    assert record.alive()
+    record.stop(grace=5)
+    assert group.poll() is not None
+
+
+def test_a_child_whose_record_no_longer_matches_is_killed_not_waited_on(
+    group: subprocess.Popen[bytes],
+) -> None:
+    stale = ProcessRecord("service", group.pid, ProcessRecord.of("x", group.pid).started - 100)
+    end_child(group, stale, wait=0.5)
+    assert group.returncode is not None
 
 
 def test_a_port_with_a_listener_is_taken() -> None:
