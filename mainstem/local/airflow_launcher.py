@@ -35,6 +35,7 @@ from mainstem.commands import tool_env
 from mainstem.durable import read_json, write_json
 from mainstem.errors import MainstemError
 from mainstem.flow.sequences import BATCH_FLOW
+from mainstem.local import airflow_sqlite
 from mainstem.local.airflow_api import AirflowApi, AirflowRecord, write_record
 from mainstem.local.services import ProcessRecord, port_is_free
 from mainstem.names import (
@@ -121,7 +122,8 @@ class AirflowStack:
         }
         if self.database_url:
             settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url
-        return tool_env({**settings, **self.settings})
+        database = self.settings.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", self.database_url)
+        return tool_env({**settings, **airflow_sqlite.settings(database), **self.settings})
 
     def _airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
         completed = subprocess.run(
