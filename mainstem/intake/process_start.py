@@ -17,8 +17,11 @@ from pathlib import Path
 
 import psutil
 
-# Starts are recorded to the clock tick; a second of slack only guards against float rounding.
-SAME_START_SLACK = 1.0
+# A start since boot is read to the tick, so the same process gives the same value: half a tick
+# of slack only absorbs float rounding, and keeps a pid reused after a reboot, at nearly the same
+# time since boot, from passing. A wall-clock start is only good to the second.
+TICK = 1.0 / os.sysconf("SC_CLK_TCK")
+WALL_CLOCK_SLACK = 1.0
 # No machine has been up for 31 years; a recorded start above this is a wall-clock one.
 WALL_CLOCK_FLOOR = 1e9
 
@@ -33,7 +36,7 @@ def _since_boot_from_proc(pid: int, zombie: bool) -> float | None:
     fields = stat.rpartition(")")[2].split()
     if len(fields) < 20 or (fields[0] == "Z" and not zombie):  # field 3 is the state
         return None
-    return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, in ticks since boot
+    return int(fields[19]) * TICK  # field 22: the start, in ticks since boot
 
 
 def started(pid: int, zombie: bool = False) -> float:
@@ -66,6 +69,8 @@ def is_same_process(pid: int, recorded: float) -> bool:
     now = started(pid)
     if now == 0.0:
         return False
-    if recorded > WALL_CLOCK_FLOOR and now < WALL_CLOCK_FLOOR:
-        now = _wall_clock_start(pid)  # a record from an older release
-    return abs(now - recorded) < SAME_START_SLACK
+    if now > WALL_CLOCK_FLOOR:  # no /proc: both are wall-clock starts
+        return abs(now - recorded) < WALL_CLOCK_SLACK
+    if recorded > WALL_CLOCK_FLOOR:  # a record from an older release
+        return abs(_wall_clock_start(pid) - recorded) < WALL_CLOCK_SLACK
+    return abs(now - recorded) < TICK / 2

@@ -64,3 +64,11 @@ def test_a_pid_nobody_holds_has_no_start() -> None:
     free = next(pid for pid in range(pid_max - 1, 1, -1) if not psutil.pid_exists(pid))
     assert process_start.started(free) == 0.0
     assert not process_start.is_same_process(free, 1.0)
+
+
+def test_a_start_one_tick_apart_is_another_process() -> None:
+    """Ticks are exact, so a pid reused after a reboot at a nearby time since boot does not pass."""
+    recorded = process_start.started(os.getpid())
+    assert process_start.is_same_process(os.getpid(), recorded)
+    assert not process_start.is_same_process(os.getpid(), recorded + process_start.TICK)
+    assert not process_start.is_same_process(os.getpid(), recorded - process_start.TICK)
