@@ -24,6 +24,7 @@ TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 WALL_CLOCK_SLACK = 1.0
 # No machine has been up for 31 years; a recorded start above this is a wall-clock one.
 WALL_CLOCK_FLOOR = 1e9
+HAS_PROC = Path("/proc/self/stat").exists()
 
 
 def _since_boot_from_proc(pid: int, zombie: bool) -> float | None:
@@ -46,20 +47,18 @@ def started(pid: int, zombie: bool = False) -> float:
     it counts as gone too, unless `zombie` (a start recorded for a child that may already have
     exited, to be reaped and reported later).
     """
-    if Path("/proc/self/stat").exists():
+    if HAS_PROC:
         return _since_boot_from_proc(pid, zombie) or 0.0
-    try:  # no /proc (macOS): psutil's wall-clock start is the best there is
+    return _wall_clock_start(pid, zombie)  # no /proc (macOS): the best there is
+
+
+def _wall_clock_start(pid: int, zombie: bool = True) -> float:
+    """psutil's wall-clock start of `pid`; 0.0 when it is gone (or a zombie, unless `zombie`)."""
+    try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE and not zombie:
             return 0.0
         return float(process.create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return 0.0
-
-
-def _wall_clock_start(pid: int) -> float:
-    try:
-        return float(psutil.Process(pid).create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return 0.0
 

@@ -13,6 +13,7 @@ from typing import Any
 
 LOCK_WAIT_SECONDS = 60.0
 
+# Two dicts, not one: Airflow adds `check_same_thread` to the sync engine's in place.
 CONNECT_ARGS: dict[str, Any] = {"timeout": LOCK_WAIT_SECONDS}
 CONNECT_ARGS_ASYNC: dict[str, Any] = {"timeout": LOCK_WAIT_SECONDS}
 
