@@ -15,8 +15,12 @@ import subprocess
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
+import matplotlib.font_manager  # noqa: F401
 import pytest
 
+# matplotlib builds its font cache at its first import, asking `fc-list` (a process) when the
+# machine has no cache yet, as a fresh CI home has not: build it now, before the guard below, so
+# the first chart a unit test draws is pure.
 # Everything in the standard library that starts a process ends in one of these: subprocess
 # (run, Popen, os.popen, asyncio) in Popen._execute_child; multiprocessing's fork context, pty
 # and os.spawn* in os.fork or os.forkpty; its spawn and forkserver contexts in fork_exec.
