@@ -14,8 +14,8 @@ workspace in the layout the pipeline uses (each batch with 50 small photos of it
 pack and in its image pack, the same bytes the pipeline would write), links them into the local
 DVC remote, one `dvc repro merge` applies them to the master, and `git fast-import` writes one
 lineage commit per batch (`status` and the pipeline page read lineage commits, so each batch
-gets its own). The index records of the whole history go into git in one more commit: what a
-batch costs depends on how many records git tracks, not on which commit added them. The layout
+gets its own). The index lines of the whole history go into git in one more commit: what a
+batch costs depends on how many files git tracks, not on which commit added them. The layout
 lives in the builder alone: another storage layout is measured by passing another builder to
 `measure_histories`.
 """
@@ -55,6 +55,7 @@ from mainstem.intake.raw_store import (
     last_sequence,
     pack_header,
     record_of,
+    write_records,
 )
 from mainstem.intake.submit import submit
 from mainstem.local.samples import BatchSpec, make_batch
@@ -67,11 +68,10 @@ from mainstem.validation.layout import (
     REPORT,
     REPORT_HTML,
     ValidatedRecord,
-    id_record_path,
     read_report,
     record_at,
     result_file,
-    seq_record_path,
+    validated_index,
 )
 from mainstem.validation.layout import record_of as validated_record_of
 from mainstem.validation.store import totals_after
@@ -213,15 +213,6 @@ class PackedRawAndValidated:
             self.objects.append(md5)
         return md5
 
-    @staticmethod
-    def _index(index_parent: Path, batch_id: str, sequence: int, data: bytes) -> None:
-        for path in (
-            id_record_path(index_parent, batch_id),
-            seq_record_path(index_parent, sequence),
-        ):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-
     def extend(self, params: Params, batches: int) -> list[BatchRecord]:
         raw_dir, validated = params.ingest.raw_dir, params.validate.validated_dir
         cache = dvc_cache_dir(params.root)
@@ -241,6 +232,8 @@ class PackedRawAndValidated:
         before = record_at(validated, sequence)
         totals = before.totals if before else {}
         records = []
+        raw_lines: list[RawRecord] = []
+        validated_lines: list[dict[str, object]] = []
         while self.added < batches:
             self.added += 1
             sequence += 1
@@ -258,7 +251,7 @@ class PackedRawAndValidated:
             raw = RawRecord(
                 batch_id, sequence, name, self._cache(cache, pack), _digest(pack), len(pack)
             )
-            self._index(raw_dir, batch_id, sequence, canonical_json(raw.to_json()))
+            raw_lines.append(raw)
             images = {}
             for index in range(len(report["stored_images"])):
                 data = _photo(-number, index)
@@ -281,8 +274,10 @@ class PackedRawAndValidated:
                 totals,
                 template.fingerprint,
             )
-            self._index(validated, batch_id, sequence, canonical_json(record.to_json()))
+            validated_lines.append(record.to_json())
             records.append(BatchRecord.from_report(copied, master_rows))
+        write_records(raw_dir, raw_lines, durable=False)
+        validated_index(validated).put(validated_lines, durable=False)
         return records
 
 

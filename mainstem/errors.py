@@ -115,3 +115,7 @@ class DropZoneBucketMissingError(DropZoneError):
 
 class DropZoneAccessDeniedError(DropZoneError):
     """The credentials are missing or may not read or write the drop zone."""
+
+
+class IndexLayoutError(MainstemError):
+    """An index of the one-file-per-batch layout: `mainstem upgrade` folds it into segments."""

@@ -16,6 +16,7 @@ drops what has aged since. Tombstones a killed gc wrote but did not commit are r
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,8 @@ from mainstem.intake.raw_store import INDEX, cached_pack, pack_meta, pack_path, 
 from mainstem.intake.raw_tombstones import (
     Tombstone,
     tombstone_of,
-    tombstone_path,
     tombstones_dir,
-    write_tombstone,
+    write_tombstones,
 )
 from mainstem.master.batch_log import read_summary
 from mainstem.params import Params, load_params
@@ -81,22 +81,30 @@ def _relative(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def lineage_commits(root: Path, raw_dir: Path) -> dict[str, tuple[str, int]]:
-    """Each batch id → the commit that added its index record, and that commit's time.
+_BATCH_ID_LINE = re.compile(r'^\+.*"batch_id":\s*"([0-9a-f]+)"')
 
-    One walk of git history for the whole index, not one per batch.
+
+def _ids_added(patch: str) -> list[str]:
+    """The batch ids on the lines a patch adds: an id line of a shard, or a record file's field
+    (the layout before segments); one pattern reads both."""
+    return [m.group(1) for row in patch.splitlines() if (m := _BATCH_ID_LINE.match(row))]
+
+
+def lineage_commits(root: Path, raw_dir: Path) -> dict[str, tuple[str, int]]:
+    """Each batch id → the first commit that added its id line, and that commit's time.
+
+    One walk of git history for the whole id index, not one per batch.
     """
     where = _relative(root, raw_dir / INDEX / "id")
     shown = git(
-        ["log", "--diff-filter=A", "--name-only", "--format=%x00%H %ct", "--", where], root
+        ["log", "--unified=0", "--no-renames", "--format=%x00%H %ct", "-p", "--", where], root
     ).stdout
     found: dict[str, tuple[str, int]] = {}
     for chunk in shown.split("\0")[1:]:
-        head, *names = chunk.strip().splitlines()
+        head, _newline, patch = chunk.partition("\n")
         commit, stamp = head.split()
-        for name in names:
-            if name.endswith(".json"):
-                found.setdefault(Path(name).stem, (commit, int(stamp)))  # newest first
+        for batch_id in _ids_added(patch):
+            found[batch_id] = (commit, int(stamp))  # newest first: the oldest is kept
     return found
 
 
@@ -175,9 +183,11 @@ class _Stores:
 
 
 def _clear_uncommitted_tombstones(root: Path, raw_dir: Path) -> None:
-    """Remove tombstones a gc wrote and was killed before committing."""
+    """Undo the tombstones a gc wrote and was killed before committing: the shards back to
+    HEAD's, the new ones removed."""
     where = _relative(root, tombstones_dir(raw_dir))
     git(["reset", "--quiet", "--", where], root, check=False)
+    git(["checkout", "--quiet", "--", where], root, check=False)
     loose = git(["ls-files", "--others", "--", where], root).stdout.splitlines()
     for name in loose:
         (root / name).unlink(missing_ok=True)
@@ -192,11 +202,10 @@ def _last_gc_tombstones(root: Path, raw_dir: Path) -> list[Tombstone]:
     ).stdout.strip()
     if not last:
         return []
-    names = git(
-        ["diff-tree", "--no-commit-id", "--name-only", "-r", "--diff-filter=A", last, "--", where],
-        root,
-    ).stdout.splitlines()
-    found = [tombstone_of(raw_dir, Path(name).stem) for name in names]
+    patch = git(
+        ["show", "--format=", "--unified=0", "--no-renames", last, "--", where], root
+    ).stdout
+    found = [tombstone_of(raw_dir, batch_id) for batch_id in dict.fromkeys(_ids_added(patch))]
     return [t for t in found if t is not None]
 
 
@@ -224,10 +233,8 @@ def collect_garbage(root: Path, keep_days: float, now: float, dry_run: bool = Fa
         result = GcResult(drops, finished=[t.batch_id for t in earlier])
         if not drops:
             return result
-        paths = []
-        for drop in drops:
-            crashpoints.reach("gc tombstone")
-            paths.append(write_tombstone(raw_dir, _tombstone(drop, keep_days)))
+        crashpoints.reach("gc tombstone")
+        paths = write_tombstones(raw_dir, [_tombstone(drop, keep_days) for drop in drops])
         _refuse_while_claimed(params)  # a claim may have come while the tombstones were written
         result.commit = record(root, paths, gc_message(drops, keep_days))
         for drop in drops:
@@ -243,8 +250,12 @@ def dropped_by(root: Path, raw_dir: Path, batch_id: str) -> dict[str, Any] | Non
     stone = tombstone_of(raw_dir, batch_id)
     if stone is None:
         return None
-    where = _relative(root, tombstone_path(raw_dir, batch_id))
-    shown = git(["log", "-1", "--diff-filter=A", "--format=%H %cI", "--", where], root, check=False)
+    where = _relative(root, tombstones_dir(raw_dir))
+    shown = git(
+        ["log", "-1", "--format=%H %cI", f"--grep=^{GC_TITLE}", f"-S{batch_id}", "--", where],
+        root,
+        check=False,
+    )
     commit, _sep, date = shown.stdout.strip().partition(" ")
     return {
         "gc_commit": commit or None,

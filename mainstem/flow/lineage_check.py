@@ -11,6 +11,7 @@ otherwise, which is real damage. Nothing is fetched or written: objects are look
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from mainstem.intake.raw_tombstones import tombstones_dir
 from mainstem.params import load_params
 
 STORED, DROPPED, MISSING = "stored", "dropped", "missing"
+_BATCH_ID = re.compile(r'"batch_id":\s*"([0-9a-f]+)"')
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,12 @@ def _dropped(root: Path, md5: str) -> dict[str, Any] | None:
     """The retention record of the raw pack `md5`, as HEAD holds it; None when none names it."""
     raw_dir = load_params(root).ingest.raw_dir
     where = tombstones_dir(raw_dir).relative_to(root).as_posix()
-    found = git(["grep", "-l", "-F", md5, "HEAD", "--", where], root, check=False).stdout
-    for line in found.splitlines():
-        batch_id = Path(line.partition(":")[2]).stem
-        info = dropped_by(root, raw_dir, batch_id)
-        if info is not None and info["pack_md5"] == md5:
-            return {**info, "batch_id": batch_id}
+    found = git(["grep", "-h", "-F", md5, "HEAD", "--", where], root, check=False).stdout
+    for row in found.splitlines():
+        match = _BATCH_ID.search(row)
+        info = dropped_by(root, raw_dir, match.group(1)) if match else None
+        if match and info is not None and info["pack_md5"] == md5:
+            return {**info, "batch_id": match.group(1)}
     return None
 
 

@@ -11,6 +11,9 @@ into the packed layout (flow/validated_upgrade.py), whose files the push then ca
 Commits made before the upgrade keep their old `dvc.lock`, whose objects stay in the
 remote, so they still check out and pull. Running it again changes nothing.
 
+An index of the release before segment files (one record file per batch) is folded into
+segments first (flow/index_upgrade.py), in the same commit.
+
 `transfer_packs` is also how the packs an index names are fetched into a cache that lacks them
 (`mainstem upgrade --fetch-raw`): through a scratch `.dvc` file naming them by md5.
 """
@@ -28,6 +31,7 @@ from mainstem.commands import dvc
 from mainstem.durable import fsync_dir, read_json
 from mainstem.errors import LockError
 from mainstem.flow.batch import REPRO_TARGET, lineage_paths, master_rows
+from mainstem.flow.index_upgrade import fold_indexes
 from mainstem.flow.lineage import record
 from mainstem.flow.params_upgrade import with_new_ignores, with_new_params
 from mainstem.flow.pipeline import PIPELINE_PATHS, pipeline_changes
@@ -187,6 +191,7 @@ def upgrade_workspace(root: Path, source: Path) -> str | None:
             "(`mainstem process` resumes it), then run `mainstem upgrade` again"
         )
     raw_dir = params.ingest.raw_dir
+    folded = fold_indexes(raw_dir, params.validate.validated_dir)
     folders = legacy_batches(raw_dir)
     rows_before = master_rows(params)
     packed = [pack_legacy_batch(root, raw_dir, folder) for folder in folders]
@@ -204,7 +209,7 @@ def upgrade_workspace(root: Path, source: Path) -> str | None:
     if source.resolve() != root:
         _copy_code(source, root)
         settings = _add_new_settings(source, root)
-    if not packed and not legacy_validated and not pipeline_changes(root):
+    if not packed and not legacy_validated and not folded.any and not pipeline_changes(root):
         log.info("%s already keeps one pack per batch and runs this code; nothing to upgrade", root)
         return None
     dvc(["repro", REPRO_TARGET], root)
@@ -213,18 +218,25 @@ def upgrade_workspace(root: Path, source: Path) -> str | None:
     dvc(["commit", "--force", "--quiet", TRAIN_STAGE], root)
     push_outputs(root)
     rows_after = master_rows(load_params(root))
-    subject = (
-        f"upgrade: raw store packed, one file per batch ({len(packed)} batches packed)"
-        if packed
-        else f"upgrade: validated store packed, one image pack per batch ({revalidated} batches)"
-    )
-    message = (
-        f"{subject}\n\n"
+    if packed:
+        subject = f"upgrade: raw store packed, one file per batch ({len(packed)} batches packed)"
+    elif legacy_validated:
+        subject = (
+            f"upgrade: validated store packed, one image pack per batch ({revalidated} batches)"
+        )
+    else:
+        subject = f"upgrade: indexes in segment files ({folded.raw} batches)"
+    raw_line = (
         f"data/raw/<batch_id>/ folders (one DVC output for every batch) became "
         f"{pack_path(raw_dir).relative_to(root).as_posix()} (the batch in process) and "
         f"{len(packed)} packs in the DVC cache, named by the git-tracked records in "
         f"{(raw_dir / 'index').relative_to(root).as_posix()}/. "
+    )
+    message = (
+        f"{subject}\n\n"
+        f"{raw_line if packed else ''}"
         f"{_validated_line(root, validated_dir, revalidated) if legacy_validated else ''}"
+        f"{folded.describe() + '. ' if folded.any else ''}"
         f"The pipeline code is "
         f"mainstem's current one (the model stands: train's code deps are re-recorded, not "
         f"retrained); earlier commits keep their own dvc.lock and still pull.\n"

@@ -2,7 +2,7 @@
 
 In: a workspace root, its raw store and the batches to add (name and files, in order). Out: each
 batch's pack in the DVC cache under its md5, exactly as the ingest stage and `dvc commit` would
-have left it, and its two index records. For benchmarks (P11) and tests that need a long history:
+have left it, and its index lines. For benchmarks (P11) and tests that need a long history:
 the pipeline then sees N ingested batches and processes the next one as batch N + 1. Nothing here
 is lineage: no git commit and no dvc.lock is written, so the caller commits what it needs.
 """
@@ -14,14 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mainstem.durable import canonical_json
 from mainstem.intake.delivery import DeliveredFile, batch_id_of
 from mainstem.intake.raw_store import (
     RawRecord,
     cached_pack,
     last_sequence,
     pack_bytes,
-    record_paths,
+    write_records,
 )
 
 
@@ -58,8 +57,6 @@ def add_past_batches(root: Path, raw_dir: Path, batches: Iterable[PastBatch]) ->
         record = RawRecord(
             batch.batch_id, sequence, batch.name, md5, hashlib.sha256(data).hexdigest(), len(data)
         )
-        for path in record_paths(raw_dir, record):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(canonical_json(record.to_json()))
         added.append(record)
+    write_records(raw_dir, added, durable=False)
     return added

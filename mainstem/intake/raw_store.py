@@ -6,13 +6,14 @@ In: the claimed batch's files (hashed again while packed) or a pack to read. Out
   that one. A pack is an uncompressed tar with `batch.json` (batch id, sequence, name, the
   per-file list) then `files/<path>` in path order, every header fixed (mtime 0, owner 0, mode
   0644), so the same batch always gives the same bytes and the same DVC hash;
-- `index/seq/<aa>/<bb>/<cc>/<dd>.json` (the sequence as 8 digits) and
-  `index/id/<ab>/<cd>/<id>.json`: one small git-tracked record per batch (id, sequence, name,
-  the pack's md5, sha256 and size), by sequence and by content hash.
-Every batch adds one pack and two records: nothing written grows with the number of batches
-before it. DVC's cache keeps each pack under its md5, and each lineage commit's `dvc.lock` pins
-the pack it processed, so an old pack is read from the DVC cache by the md5 its record names
-(`mainstem upgrade --fetch-raw` brings back what the cache lacks). docs/storage.md says why.
+- `index/`: one small git-tracked record per batch (id, sequence, name, the pack's md5, sha256
+  and size), in segment files of 256 batches and found by id through 256 shard files
+  (`record_index`).
+Every batch adds one pack and two index lines: git tracks one file per 256 batches, not two per
+batch, and a write rewrites one segment and one shard. DVC's cache keeps each pack under its
+md5, and each lineage commit's `dvc.lock` pins the pack it processed, so an old pack is read
+from the DVC cache by the md5 its record names (`mainstem upgrade --fetch-raw` brings back what
+the cache lacks). docs/storage.md says why.
 """
 
 from __future__ import annotations
@@ -36,13 +37,12 @@ from mainstem.durable import (
     fresh_dir,
     fsync_dir,
     make_dirs,
-    read_json_object,
     write_bytes,
-    write_json,
 )
 from mainstem.errors import BatchChangedError, RawBatchDroppedError, RawBatchMissingError
 from mainstem.intake.delivery import DeliveredFile, open_regular
 from mainstem.intake.raw_tombstones import Tombstone, tombstone_of, tombstone_path
+from mainstem.intake.record_index import RecordIndex
 
 PACK = "batch.tar"
 INDEX = "index"
@@ -88,68 +88,42 @@ def pack_path(raw_dir: Path) -> Path:
     return raw_dir / PACK
 
 
-def seq_record_path(index_parent: Path, sequence: int) -> Path:
-    """A sequence's record under `index_parent/index/seq/`: 100 records a folder at most."""
-    digits = f"{sequence:08d}"
-    levels = [digits[at : at + 2] for at in range(0, 6, 2)]
-    return index_parent.joinpath(INDEX, "seq", *levels, digits[6:] + ".json")
+RAW_SEGMENT = 256  # raw records are small: a segment stays under 100 KB
 
 
-def id_record_path(index_parent: Path, batch_id: str) -> Path:
-    """A batch id's record under `index_parent/index/id/`, two levels of its first 4 digits."""
-    return index_parent.joinpath(INDEX, "id", batch_id[:2], batch_id[2:4], f"{batch_id}.json")
+def raw_index(raw_dir: Path) -> RecordIndex:
+    return RecordIndex(raw_dir / INDEX, RAW_SEGMENT)
 
 
 def record_of(raw_dir: Path, batch_id: str) -> RawRecord | None:
     """The index record of batch `batch_id`; None when it was never ingested."""
     if not batch_id or "/" in batch_id or batch_id.startswith("."):
         return None
-    data = read_json_object(id_record_path(raw_dir, batch_id))
+    data = raw_index(raw_dir).of(batch_id)
     return RawRecord.from_json(data) if data else None
 
 
-def _numbered(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.name[:2].isdigit())
-
-
 def last_sequence(raw_dir: Path) -> int:
-    """The highest sequence in the index, 0 when it is empty; reads one folder per level."""
-    folder = raw_dir / INDEX / "seq"
-    digits = ""
-    for _level in range(3):
-        names = _numbered(folder)
-        if not names:
-            return 0
-        digits += names[-1]
-        folder = folder / names[-1]
-    names = _numbered(folder)
-    return int(digits + names[-1][:2]) if names else 0
+    """The highest sequence in the index, 0 when it is empty; reads the newest segment."""
+    return raw_index(raw_dir).last()
 
 
 def records(raw_dir: Path, last: int | None = None) -> list[RawRecord]:
     """The index in sequence order; only the `last` newest records when given."""
-    top = last_sequence(raw_dir)
+    index = raw_index(raw_dir)
+    top = index.last()
     first = 1 if last is None else max(1, top - last + 1)
-    found = []
-    for sequence in range(first, top + 1):
-        data = read_json_object(seq_record_path(raw_dir, sequence))
-        if data is not None:
-            found.append(RawRecord.from_json(data))
-    return found
+    return [RawRecord.from_json(data) for data in index.between(first, top)]
 
 
-def record_paths(raw_dir: Path, record: RawRecord) -> tuple[Path, Path]:
-    """Where the index keeps `record`: by sequence, then by id (the one written last)."""
-    return seq_record_path(raw_dir, record.sequence), id_record_path(raw_dir, record.batch_id)
+def write_records(raw_dir: Path, found: list[RawRecord], durable: bool = True) -> None:
+    """Record batches: by sequence first, then by id, the line that makes each count as ingested."""
+    crashpoints.reach("ingest index")
+    raw_index(raw_dir).put([record.to_json() for record in found], durable)
 
 
 def write_record(raw_dir: Path, record: RawRecord) -> None:
-    """Record a batch: by sequence first, then by id, the record that makes it count as ingested."""
-    crashpoints.reach("ingest index")
-    for path in record_paths(raw_dir, record):
-        write_json(path, record.to_json())
+    write_records(raw_dir, [record])
 
 
 def pack_header(name: str, size: int) -> tarfile.TarInfo:

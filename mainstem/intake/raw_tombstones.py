@@ -1,12 +1,13 @@
 """Tombstones: the git-tracked record that retention dropped a raw batch's pack.
 
-In: the raw store's folder and a batch id. Out: `index/dropped/<ab>/<cd>/<batch_id>.json` beside
-the raw index (see `raw_store`), one small record per dropped pack: the batch (id, sequence,
+In: the raw store's folder and a batch id. Out: `index/dropped/<ab>.jsonl` beside the raw index
+(see `raw_store`), one line per dropped pack in its id's shard (256 files at most, see
+`record_index`): the batch (id, sequence,
 name), the pack (md5, size), the lineage commit that processed it and that commit's date (read
 from git, never from a clock), and the age retention kept it for. The record is committed (in a
 `gc:` commit) before the pack leaves the DVC cache and remote, so lineage never claims a pack
 that is gone; the commit that added it says when the pack was dropped, and by whom.
-A tombstone is looked up by batch id, one file, whatever the history.
+A tombstone is looked up by batch id, in one shard file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mainstem.durable import read_json_object, write_json
+from mainstem.intake.record_index import get_keyed, put_keyed, shard_name
 
 DROPPED = "dropped"
 
@@ -64,22 +65,19 @@ def tombstones_dir(raw_dir: Path) -> Path:
 
 
 def tombstone_path(raw_dir: Path, batch_id: str) -> Path:
-    return tombstones_dir(raw_dir).joinpath(batch_id[:2], batch_id[2:4], f"{batch_id}.json")
+    """The shard file that holds (or would hold) the tombstone of `batch_id`."""
+    return tombstones_dir(raw_dir) / shard_name(batch_id)
 
 
 def tombstone_of(raw_dir: Path, batch_id: str) -> Tombstone | None:
     """The tombstone of batch `batch_id`; None while its pack has not been dropped."""
-    if not batch_id or "/" in batch_id or batch_id.startswith("."):
-        return None
-    data = read_json_object(tombstone_path(raw_dir, batch_id))
+    data = get_keyed(tombstones_dir(raw_dir), batch_id)
     try:
         return Tombstone.from_json(data) if data else None
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def write_tombstone(raw_dir: Path, tombstone: Tombstone) -> Path:
-    """Write `tombstone` durably; where it is."""
-    path = tombstone_path(raw_dir, tombstone.batch_id)
-    write_json(path, tombstone.to_json())
-    return path
+def write_tombstones(raw_dir: Path, tombstones: list[Tombstone]) -> list[Path]:
+    """Write `tombstones` durably; the shard files written."""
+    return put_keyed(tombstones_dir(raw_dir), [t.to_json() for t in tombstones])

@@ -5,14 +5,14 @@ the index records, and the parsed `report.json` of any batch. Under the store's 
 - `batch/`, the validate stage's only DVC output: THIS batch's `accepted.parquet`,
   `rejected.parquet`, `report.json`, `report.html` and `images.tar` (its canonical images, one
   deterministic pack);
-- `index/seq/<aa>/<bb>/<cc>/<dd>.json` and `index/id/<ab>/<cd>/<batch_id>.json`: one small
-  git-tracked record per batch naming the md5 of each of its five files (kept in the DVC cache and
-  remote, pinned by the batch's lineage commit), its figures, the canonical images in its pack and
-  the running totals through it; `index/state.json`: the contract and code fingerprint the store
-  was built with.
-Every lookup reads one record, or one folder per level for the newest. Kept apart from `store`,
-which writes the store and imports the whole validation stack, so readers (merge, status, the
-batch flow) start without pandas and pandera.
+- `index/`: one git-tracked record per batch, in segment files of 16 batches, found by id
+  through 256 shard files (`record_index`). A record names the md5 of each of the batch's five
+  files (kept in the DVC cache and remote, pinned by its lineage commit), its figures, the
+  canonical images in its pack and the running totals through it; `index/state.json`: the
+  contract and code fingerprint the store was built with.
+Every lookup reads one segment (and one shard, by id); the newest, the last segment. Kept apart
+from `store`, which writes the store and imports the whole validation stack, so readers (merge,
+status, the batch flow) start without pandas and pandera.
 """
 
 from __future__ import annotations
@@ -23,12 +23,8 @@ from typing import Any
 
 from mainstem.durable import read_json_object
 from mainstem.errors import ValidatedBatchMissingError
-from mainstem.intake.raw_store import (  # the same sharding as the raw index
-    cached_pack,
-    id_record_path,
-    last_sequence,
-    seq_record_path,
-)
+from mainstem.intake.raw_store import cached_pack
+from mainstem.intake.record_index import RecordIndex
 
 BATCH = "batch"
 INDEX = "index"
@@ -90,31 +86,39 @@ def batch_dir(validated_dir: Path) -> Path:
     return validated_dir / BATCH
 
 
-def _record(path: Path) -> ValidatedRecord | None:
-    data = read_json_object(path)
-    return ValidatedRecord.from_json(data) if data else None
+# A validated record names its batch's canonical images, a few KB for 50 images: small segments
+# keep what a write rewrites, and what git stores for it, near the size of the batch's own records.
+VALIDATED_SEGMENT = 16
+
+
+def validated_index(validated_dir: Path) -> RecordIndex:
+    """The id line first, the segment last: a record counts as validated (`last_validated`)
+    only once it is whole."""
+    return RecordIndex(validated_dir / INDEX, VALIDATED_SEGMENT, ids_first=True)
 
 
 def record_of(validated_dir: Path, batch_id: str) -> ValidatedRecord | None:
     """The record of batch `batch_id`; None when it was never validated."""
     if not batch_id or "/" in batch_id or batch_id.startswith("."):
         return None
-    return _record(id_record_path(validated_dir, batch_id))
+    data = validated_index(validated_dir).of(batch_id)
+    return ValidatedRecord.from_json(data) if data else None
 
 
 def record_at(validated_dir: Path, sequence: int) -> ValidatedRecord | None:
-    return _record(seq_record_path(validated_dir, sequence)) if sequence > 0 else None
+    data = validated_index(validated_dir).at(sequence)
+    return ValidatedRecord.from_json(data) if data else None
 
 
 def last_validated(validated_dir: Path) -> int:
-    """The highest sequence in the index (0 when empty); reads one folder per level."""
-    return last_sequence(validated_dir)
+    """The highest sequence in the index (0 when empty); reads the newest segment."""
+    return validated_index(validated_dir).last()
 
 
 def records_between(validated_dir: Path, first: int, last: int) -> list[ValidatedRecord]:
     """The records of sequences `first` to `last`, in order; missing ones left out."""
-    found = (record_at(validated_dir, sequence) for sequence in range(max(first, 1), last + 1))
-    return [record for record in found if record is not None]
+    found = validated_index(validated_dir).between(first, last)
+    return [ValidatedRecord.from_json(data) for data in found]
 
 
 def read_state(validated_dir: Path) -> dict[str, Any]:

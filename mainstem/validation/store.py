@@ -58,13 +58,13 @@ from mainstem.validation.layout import (
     TOTALS,
     ValidatedRecord,
     batch_dir,
-    id_record_path,
+    last_validated,
     read_state,
     record_at,
     record_of,
     records_between,
     result_file,
-    seq_record_path,
+    validated_index,
     workspace_of,
 )
 from mainstem.validation.report import MAX_HISTORY, Earlier, batch_thumbnails, render
@@ -176,7 +176,7 @@ def store_batch(
     store: ValidatedStore, report: dict[str, Any], files: dict[str, bytes], current: bool
 ) -> ValidatedRecord:
     """Store one batch's files in the DVC cache (and as `batch/` when `current`), then its
-    records: by id, then by sequence, the one that makes it count as validated."""
+    record: its id line, then its segment, the one that makes it count as validated."""
     validated_dir = store.validated_dir
     sequence = int(report["sequence"])
     before = record_at(validated_dir, sequence - 1)
@@ -203,8 +203,7 @@ def store_batch(
                 (staged / name).write_bytes(data)
             publish_dir(staged, batch_dir(validated_dir))
         crashpoints.reach("validated index")
-        write_json(id_record_path(validated_dir, record.batch_id), record.to_json())
-        write_json(seq_record_path(validated_dir, sequence), record.to_json())
+        validated_index(validated_dir).put([record.to_json()])
     return record
 
 
@@ -319,7 +318,7 @@ def pending_batches(
     state = {"contract": contract.ref, "fingerprint": store.fingerprint}
     if read_state(store.validated_dir) != state:
         return stored_batches(raw_dir, root)
-    newer = last_sequence(raw_dir) - last_sequence(store.validated_dir)
+    newer = last_sequence(raw_dir) - last_validated(store.validated_dir)
     return [StoredBatch(record, raw_dir, root) for record in records(raw_dir, newer + 1)]
 
 

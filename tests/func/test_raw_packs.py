@@ -9,6 +9,7 @@ for byte.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mainstem.flow.contracts import contract_check
 from mainstem.flow.upgrade import fetch_raw
 from mainstem.intake.ingest import list_raw_batches
 from mainstem.intake.raw_store import cached_pack, pack_meta, pack_path
+from mainstem.intake.record_index import shard_name
 from mainstem.local.samples import BatchSpec
 from mainstem.params import load_params
 from tests.conftest import Deliver
@@ -45,7 +47,7 @@ def _locked_pack_md5(workspace: Path) -> str:
     return str(out["md5"])
 
 
-def test_each_batch_leaves_one_pack_in_dvc_and_one_record_in_git(
+def test_each_batch_leaves_one_pack_in_dvc_and_its_index_lines_in_git(
     workspace: Path, deliver: Deliver
 ) -> None:
     _process(workspace, deliver, BATCHES)
@@ -59,8 +61,11 @@ def test_each_batch_leaves_one_pack_in_dvc_and_one_record_in_git(
     assert _locked_pack_md5(workspace) == records[-1].md5
     for record in records:
         assert _md5(cached_pack(workspace, record.md5)) == record.md5
-    tracked = git(["ls-files", "data/raw"], workspace).stdout.split()
-    assert len([t for t in tracked if t.startswith("data/raw/index/")]) == 2 * len(records)
+    tracked = git(["ls-files", "data/raw/index"], workspace).stdout.split()
+    shards = sorted({f"data/raw/index/id/{shard_name(r.batch_id)}" for r in records})
+    assert tracked == sorted(["data/raw/index/seq/00000000.jsonl", *shards])
+    committed = git(["show", "HEAD:data/raw/index/seq/00000000.jsonl"], workspace).stdout
+    assert [json.loads(row)["sequence"] for row in committed.splitlines()] == [1, 2, 3]
     assert git(["status", "--porcelain"], workspace).stdout == ""
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from mainstem.durable import canonical_json, write_bytes, write_json
+from mainstem.durable import canonical_json, write_bytes
 from mainstem.flow.status import recent_batches
 from mainstem.intake.raw_store import RawRecord, cached_pack, write_record
 from mainstem.master import batch_log
@@ -26,8 +26,7 @@ from mainstem.validation.columnar import parquet_bytes
 from mainstem.validation.layout import (
     REPORT,
     ValidatedRecord,
-    id_record_path,
-    seq_record_path,
+    validated_index,
 )
 from tests.unit.test_merge_properties import SCHEMA, Inbox, _table
 
@@ -195,9 +194,7 @@ def _validated(params: Params, batch_id: str, sequence: int, report: dict[str, A
     md5 = hashlib.md5(data).hexdigest()
     write_bytes(cached_pack(params.root, md5), data)
     record = ValidatedRecord(batch_id, sequence, {}, {REPORT: md5})
-    validated = params.validate.validated_dir
-    for path in (id_record_path(validated, batch_id), seq_record_path(validated, sequence)):
-        write_json(path, record.to_json())
+    validated_index(params.validate.validated_dir).put([record.to_json()])
 
 
 def test_status_reads_a_master_written_before_the_log_by_scanning_every_batch(

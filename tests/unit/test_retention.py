@@ -9,7 +9,7 @@ import pytest
 from mainstem.errors import RawBatchDroppedError, RetentionError
 from mainstem.flow.retention import DAY_SECONDS, PackAge, gc_message, select_drops
 from mainstem.intake.raw_store import RawRecord, cached_pack, find_pack, write_record
-from mainstem.intake.raw_tombstones import Tombstone, tombstone_of, write_tombstone
+from mainstem.intake.raw_tombstones import Tombstone, tombstone_of, write_tombstones
 
 NOW = 1_000 * DAY_SECONDS
 
@@ -100,7 +100,7 @@ def test_a_reader_of_a_dropped_pack_stops_with_one_line_even_if_a_copy_lingers(
 ) -> None:
     raw_dir, record = _stored(tmp_path)
     assert find_pack(raw_dir, tmp_path, record) == cached_pack(tmp_path, record.md5)
-    write_tombstone(raw_dir, Tombstone("ab12cd", 1, "batch-001", record.md5, 3, "c1", "d", 7))
+    write_tombstones(raw_dir, [Tombstone("ab12cd", 1, "batch-001", record.md5, 3, "c1", "d", 7)])
 
     with pytest.raises(RawBatchDroppedError) as raised:
         find_pack(raw_dir, tmp_path, record)
@@ -112,8 +112,8 @@ def test_a_reader_of_a_dropped_pack_stops_with_one_line_even_if_a_copy_lingers(
 
 def test_a_tombstone_reads_back_as_written_and_a_damaged_one_as_none(tmp_path: Path) -> None:
     stone = Tombstone("ab12cd", 1, None, "0123", 3, "c1", "2026-01-01T00:00:00+00:00", 7.5)
-    path = write_tombstone(tmp_path, stone)
+    [path] = write_tombstones(tmp_path, [stone])
     assert tombstone_of(tmp_path, "ab12cd") == stone
-    path.write_text("{}")
+    path.write_text('{"batch_id":"ab12cd"}\n')
     assert tombstone_of(tmp_path, "ab12cd") is None
     assert tombstone_of(tmp_path, "../x") is None

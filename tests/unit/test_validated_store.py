@@ -87,7 +87,11 @@ def test_the_output_holds_only_the_newest_batch_and_the_cache_holds_every_one(
     assert (read_report(validated, "b1") or {})["batch_id"] == "b1"  # from the cache
 
 
-def test_a_batch_adds_its_own_files_and_two_records_whatever_came_before(tmp_path: Path) -> None:
+def test_a_batch_adds_its_own_files_and_two_index_lines_whatever_came_before(
+    tmp_path: Path,
+) -> None:
+    from mainstem.intake.record_index import shard_name
+
     validated = tmp_path / "validated"
     batches = _batches(tmp_path, 4)
     validate_all(batches[:3], validated, v1())
@@ -95,7 +99,12 @@ def test_a_batch_adds_its_own_files_and_two_records_whatever_came_before(tmp_pat
     validate_all(batches, validated, v1())
     index_after = _files_under(validated / INDEX)
     changed = sorted(k for k in index_after if index_before.get(k) != index_after[k])
-    assert changed == ["id/b4/b4.json", "seq/00/00/00/04.json"]
+    assert changed == sorted([f"id/{shard_name('b4')}", "seq/00000000.jsonl"])
+    for name in changed:  # one line more, every earlier line as it was
+        before = index_before.get(name, b"").splitlines()
+        after = index_after[name].splitlines()
+        assert len(after) == len(before) + 1
+        assert next(row for row in after if row not in before).count(b'"b4"') == 1
 
 
 def test_an_incremental_run_and_a_rebuild_leave_the_same_store_and_metrics(
@@ -172,13 +181,16 @@ def test_an_old_layout_is_cleared_and_the_new_one_kept(tmp_path: Path) -> None:
 
 
 def test_a_batch_whose_sequence_record_is_missing_is_validated_again(tmp_path: Path) -> None:
-    from mainstem.validation.layout import seq_record_path
+    from mainstem.intake.record_index import read_lines, write_lines
+    from mainstem.validation.layout import validated_index
 
     validated = tmp_path / "validated"
     batches = _batches(tmp_path, 2)
     validate_all(batches, validated, v1())
     before = _files_under(validated)
-    seq_record_path(validated, 2).unlink()  # a crash between the id record and this one
+    segment = validated_index(validated).segment_path(2)
+    kept = [row for row in read_lines(segment) if row["sequence"] != 2]
+    write_lines(segment, kept)  # a crash between the id line and the segment's
     validate_all(batches, validated, v1())
     assert _files_under(validated) == before
     assert last_validated(validated) == 2
