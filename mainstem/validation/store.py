@@ -10,8 +10,8 @@ In: BatchResults from `validation`, the raw batches to (re)validate. Out, under 
 - `index/`: one record per batch naming those md5s, its figures, its images and the running
   totals through it (so metrics and the report's history read one record, not every batch), and
   `state.json`, the contract and code fingerprint the store was built with.
-A batch costs its own files and two records whatever the history; an incremental run and a
-rebuild leave the same master and metrics.
+A batch costs its own files and two index lines (a segment and a shard rewritten); an
+incremental run and a rebuild leave the same master and metrics.
 """
 
 from __future__ import annotations
