@@ -7,12 +7,12 @@ In: an index folder (`data/raw/index`, `data/validated/index`) and records (JSON
 - `id/<ab>.jsonl`: for every batch id whose sha256 begins with the hex digits `ab`, one line
   naming its sequence, in id order: 256 files at most, however long the history.
 A line is canonical JSON (sorted keys, no spaces), so the same records give the same bytes
-whatever order they were written in. A write rewrites whole files atomically (`durable`): the
-segment first, then the id shard, which is what makes a batch count as indexed, so a crash leaves
-the batch either indexed or not. Git tracks one file per segment and per shard, not two per
-batch: its index, which `git status` and DVC's output checks read whole, grows by one entry per
-`per_segment` batches. A write costs one segment (at most `per_segment` records) and one shard
-(the ids of about 1/256 of the history).
+whatever order they were written in. A write rewrites whole files atomically (`durable`), the
+segment and the id shard in the order the store chooses; the one written last makes a batch
+count, so a crash leaves the batch either indexed or not. Git tracks one file per segment and
+per shard, not two per batch: its index, which `git status` and DVC's output checks read whole,
+grows by one entry per `per_segment` batches. A write costs one segment (at most `per_segment`
+records) and one shard (the ids of about 1/256 of the history).
 """
 
 from __future__ import annotations
@@ -113,18 +113,27 @@ class RecordIndex:
     def segment_path(self, sequence: int) -> Path:
         return self.folder / SEQ / f"{sequence // self.per_segment:08d}{SUFFIX}"
 
+    def _rows(self, path: Path) -> list[dict[str, Any]]:
+        """A segment's records, each checked to name a batch and a sequence."""
+        rows = read_lines(path)
+        for number, row in enumerate(rows, 1):
+            if not isinstance(row.get("batch_id"), str) or not isinstance(row.get("sequence"), int):
+                raise _damaged(path, number, "no batch_id and sequence")
+        return rows
+
     def at(self, sequence: int) -> dict[str, Any] | None:
         if sequence <= 0:
             return None
-        rows = read_lines(self.segment_path(sequence))
-        return next((row for row in rows if int(row["sequence"]) == sequence), None)
+        rows = self._rows(self.segment_path(sequence))
+        return next((row for row in rows if row["sequence"] == sequence), None)
 
     def sequence_of(self, batch_id: str) -> int | None:
         found = get_keyed(self.folder / ID, batch_id)
-        return int(found["sequence"]) if found else None
+        sequence = found.get("sequence") if found else None
+        return sequence if isinstance(sequence, int) else None
 
     def of(self, batch_id: str) -> dict[str, Any] | None:
-        """The record of `batch_id`; None until its id line is written."""
+        """The record of `batch_id`; None until both its id line and its segment line exist."""
         sequence = self.sequence_of(batch_id)
         record = self.at(sequence) if sequence else None
         return record if record and record.get("batch_id") == batch_id else None
@@ -144,9 +153,9 @@ class RecordIndex:
         """
         segments = self._segments()
         for name in reversed(segments):
-            rows = read_lines(self.folder / SEQ / name)
+            rows = self._rows(self.folder / SEQ / name)
             if rows:
-                return max(int(row["sequence"]) for row in rows)
+                return max(row["sequence"] for row in rows)
         if not segments and legacy_records(self.folder, first_only=True):
             raise IndexLayoutError(
                 f"{self.folder} keeps one record file per batch, the layout of an earlier release; "
@@ -160,9 +169,9 @@ class RecordIndex:
         first = max(first, 1)
         found = []
         for segment in range(first // self.per_segment, last // self.per_segment + 1):
-            rows = read_lines(self.segment_path(segment * self.per_segment))
-            found += [row for row in rows if first <= int(row["sequence"]) <= last]
-        return sorted(found, key=lambda row: int(row["sequence"]))
+            rows = self._rows(self.segment_path(segment * self.per_segment))
+            found += [row for row in rows if first <= row["sequence"] <= last]
+        return sorted(found, key=lambda row: row["sequence"])
 
     def put(self, records: Iterable[dict[str, Any]], durable: bool = True) -> None:
         """Add or replace `records`: segments then id lines, or the other way with `ids_first`.
@@ -178,7 +187,7 @@ class RecordIndex:
         for record in records:
             by_segment[self.segment_path(int(record["sequence"]))].append(record)
         for path, new in sorted(by_segment.items()):
-            kept = {int(row["sequence"]): row for row in read_lines(path)}
+            kept = {row["sequence"]: row for row in self._rows(path)}
             kept.update((int(row["sequence"]), row) for row in new)
             write_lines(path, (kept[s] for s in sorted(kept)), durable)
         if not self.ids_first:

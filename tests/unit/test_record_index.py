@@ -154,3 +154,11 @@ def test_the_old_layout_folds_into_what_the_new_one_writes(tmp_path: Path) -> No
         fresh.folder
     )
     assert not fold_indexes(raw_dir, validated_dir).any  # again: nothing left to fold
+
+
+def test_a_line_without_a_batch_and_a_sequence_is_named_not_a_traceback(tmp_path: Path) -> None:
+    index = RecordIndex(tmp_path, 8)
+    index.put([_record(1)])
+    index.segment_path(1).write_text('{"batch_id":"x"}\n')
+    with pytest.raises(StorageError, match="line 1 is no index record"):
+        index.at(1)
