@@ -123,6 +123,11 @@ def _batch_subjects(origin: str) -> list[str]:
     return [s for s in subjects if batch_of_subject(s)]
 
 
+def _name(subject: str) -> str:
+    """The delivery name in a batch commit's subject: `batch <id> (<name>): ...`."""
+    return subject.split(" (", 1)[1].split(")", 1)[0]
+
+
 def _lease(zone: str) -> tuple[str, dict[str, Any]] | None:
     """The batch name and body of a `_PROCESSING` lease in the zone, if one is held."""
     bucket, prefix = zone.removeprefix("s3://").split("/", 1)
@@ -139,8 +144,10 @@ def _kill_mid_batch(state: dict[str, Any], remotes: dict[str, str]) -> dict[str,
     """Once a batch is pushed and the next one leased, SIGKILL the worker holding the lease."""
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        held = _lease(remotes["zone"]) if _batch_subjects(remotes["origin"]) else None
-        if held is not None:
+        pushed = {_name(s) for s in _batch_subjects(remotes["origin"])}
+        held = _lease(remotes["zone"]) if pushed else None
+        # a lease on a batch already pushed is that batch's release, not the next batch
+        if held is not None and held[0] not in pushed:
             for worker in state["celery"]["workers"]:
                 [pid] = [
                     r["pid"] for r in state["processes"] if r["name"] == f"celery {worker['name']}"
@@ -191,7 +198,7 @@ def test_twenty_batches_from_three_producers_through_celery_with_a_worker_killed
     # One commit per delivery, on a linear history.
     origin = Path(remotes["origin"])
     subjects = _batch_subjects(remotes["origin"])
-    names = sorted(s.split(" (", 1)[1].split(")", 1)[0] for s in subjects)
+    names = sorted(_name(s) for s in subjects)
     assert names == sorted(name for name, _ in deliveries)
     assert git(["rev-list", "--merges", "HEAD"], origin).stdout == ""
     assert sum("duplicate delivery" in s for s in subjects) == 3
