@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mainstem.durable import fsync_dir, read_json_object
+from mainstem.errors import StorageError
 from mainstem.intake.raw_store import raw_index
 from mainstem.intake.raw_tombstones import DROPPED, tombstones_dir
 from mainstem.intake.record_index import ID, SEQ, RecordIndex, legacy_records, put_keyed
@@ -45,19 +46,31 @@ class Folded:
 
 
 def _objects(paths: list[Path]) -> list[dict[str, Any]]:
-    return [data for path in paths if (data := read_json_object(path)) is not None]
+    """The records in `paths`; a file that holds none stops the fold before anything is removed."""
+    found = []
+    for path in paths:
+        data = read_json_object(path)
+        if data is None or "batch_id" not in data or "sequence" not in data:
+            raise StorageError(
+                f"{path} is no index record; nothing was changed. Restore it with `git checkout "
+                f"-- {path}` (or remove it if git never tracked it), then run `mainstem upgrade` "
+                "again"
+            )
+        found.append(data)
+    return found
 
 
-def _fold(index: RecordIndex, counted_by: str) -> int:
-    """Write the old records of `index` into its segments; how many count."""
+def _counted(index: RecordIndex, counted_by: str) -> list[dict[str, Any]]:
+    """The old records of `index` that count, in sequence order (read only)."""
+    if not legacy_records(index.folder, first_only=True):
+        return []
     by_seq = {int(r["sequence"]): r for r in _objects(legacy_records(index.folder, (SEQ,)))}
     by_id = {str(r["batch_id"]): r for r in _objects(legacy_records(index.folder, (ID,)))}
     if counted_by == ID:  # a sequence file alone was a crash's leftover: not ingested
         kept = [r for r in by_id.values() if by_seq.get(int(r["sequence"])) is not None]
     else:  # an id file alone was a crash's leftover: not validated
         kept = [r for r in by_seq.values() if str(r["batch_id"]) in by_id]
-    index.put(sorted(kept, key=lambda r: int(r["sequence"])))
-    return len(kept)
+    return sorted(kept, key=lambda r: int(r["sequence"]))
 
 
 def _remove_old(folder: Path, kinds: tuple[str, ...]) -> None:
@@ -72,16 +85,19 @@ def _remove_old(folder: Path, kinds: tuple[str, ...]) -> None:
 
 
 def fold_indexes(raw_dir: Path, validated_dir: Path) -> Folded:
-    """Fold every per-batch record file under the two stores into segments (see the module)."""
+    """Fold every per-batch record file under the two stores into segments (see the module).
+
+    Every old file is read before anything is written, so a damaged one stops the fold with
+    nothing changed.
+    """
     raw, validated = raw_index(raw_dir), validated_index(validated_dir)
+    raw_records, validated_records = _counted(raw, ID), _counted(validated, SEQ)
     stones = _objects(legacy_records(raw.folder, (DROPPED,)))
-    folded = Folded(
-        _fold(raw, ID) if legacy_records(raw.folder, first_only=True) else 0,
-        _fold(validated, SEQ) if legacy_records(validated.folder, first_only=True) else 0,
-        len(stones),
-    )
+    for index, found in ((raw, raw_records), (validated, validated_records)):
+        if found:
+            index.put(found)
     if stones:
         put_keyed(tombstones_dir(raw_dir), stones)
     _remove_old(raw.folder, (SEQ, ID, DROPPED))
     _remove_old(validated.folder, (SEQ, ID))
-    return folded
+    return Folded(len(raw_records), len(validated_records), len(stones))

@@ -162,3 +162,17 @@ def test_a_line_without_a_batch_and_a_sequence_is_named_not_a_traceback(tmp_path
     index.segment_path(1).write_text('{"batch_id":"x"}\n')
     with pytest.raises(StorageError, match="line 1 is no index record"):
         index.at(1)
+
+
+def test_a_damaged_old_record_stops_the_fold_before_anything_is_removed(tmp_path: Path) -> None:
+    raw_dir, validated_dir = tmp_path / "raw", tmp_path / "validated"
+    for n in (1, 2):
+        _legacy(raw_dir, _record(n))
+        _legacy(validated_dir, {**_record(n), "files": {}})
+    damaged = legacy_records(validated_dir / "index", (SEQ,))[1]
+    damaged.write_text("{")
+    before = legacy_records(raw_dir / "index") + legacy_records(validated_dir / "index")
+    with pytest.raises(StorageError, match="is no index record; nothing was changed"):
+        fold_indexes(raw_dir, validated_dir)
+    assert legacy_records(raw_dir / "index") + legacy_records(validated_dir / "index") == before
+    assert raw_index(raw_dir).files() == []
