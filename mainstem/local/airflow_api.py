@@ -31,7 +31,8 @@ class AirflowApi:
 
     url: str
     password_file: Path
-    timeout: float = 30.0
+    # above the 60 s the api-server may wait on a locked SQLite database (airflow_sqlite)
+    timeout: float = 75.0
     _token: str | None = None
 
     def _send(self, request: urllib.request.Request) -> Any:
@@ -65,6 +66,10 @@ class AirflowApi:
             return self._send(request)
         except urllib.error.HTTPError as exc:
             raise MainstemError(f"{method} {path}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
+        except TimeoutError as exc:
+            raise MainstemError(
+                f"{method} {path}: {self.url} did not answer within {self.timeout:g} s"
+            ) from exc
 
     def variable(self, key: str) -> str | None:
         """The Variable's value, or None when it is not set."""
