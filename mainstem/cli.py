@@ -9,12 +9,14 @@ pipe early (`mainstem status | head -3`) ends the command quietly. Every verb ha
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
 import os
 import shlex
 import sys
+import threading
 import time
 import webbrowser
 from importlib.metadata import PackageNotFoundError, version
@@ -909,5 +911,32 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(status)
 
 
+def run() -> None:
+    """The `mainstem` command: `main`, then an exit that skips tearing down the interpreter.
+
+    After a batch the process holds DVC, pandas, pyarrow and matplotlib, and Python's teardown of
+    those modules took 0.4 s of every `mainstem process`. Exit handlers still run and the standard
+    streams are flushed first; a non-daemon thread still running gets the ordinary exit, which
+    waits for it, and an error that is a bug keeps its traceback.
+    """
+    try:
+        main()
+        status: object = 0
+    except SystemExit as exit_:
+        status = exit_.code
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+        raise SystemExit(status)
+    if status is not None and not isinstance(status, int):
+        print(status, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        status = EXIT_PIPE_CLOSED
+    sys.stderr.flush()
+    os._exit(status or 0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -7,6 +7,9 @@ and, unless `openlineage.enabled` is false or `OPENLINEAGE_DISABLED=true`, its e
 `run_entry` as `python -m stages.<name>`), so this module is not a DVC dependency of any stage:
 changing how events are sent never re-runs a stage. Events are built as plain JSON (`spec`):
 openlineage-python is imported only when a setting of its own asks for it (see `emitter`).
+
+Under a batch process the command first offers itself to the warm stage host (`stage_client`,
+`stage_host`), so it imports only the standard library before that.
 """
 
 from __future__ import annotations
@@ -15,10 +18,6 @@ import importlib
 import sys
 from pathlib import Path
 
-from mainstem.console import run_entry
-from mainstem.errors import MainstemError
-from mainstem.openlineage.settings import disabled_by_environment, load_settings
-
 
 def run_stage(stage: str, errors: list[BaseException] | None = None) -> int:
     """The stage's own entry point, as `python -m stages.<stage>` runs it.
@@ -26,6 +25,8 @@ def run_stage(stage: str, errors: list[BaseException] | None = None) -> int:
     An exception the stage raises is added to `errors` before `run_entry` turns an operator's
     error into its one line and exit status 1, so a FAIL event can carry the message.
     """
+    from mainstem.console import run_entry
+
     module = importlib.import_module(f"stages.{stage}")
 
     def observed() -> object:
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].isidentifier():
         print("usage: python -m mainstem.openlineage.stage_run STAGE", file=sys.stderr)
         return 2
+    from mainstem.errors import MainstemError
+    from mainstem.openlineage.settings import disabled_by_environment, load_settings
+
     stage, root = args[0], Path.cwd()
     try:
         settings = load_settings(root)
@@ -58,4 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from mainstem.openlineage.stage_client import hosted_status
+
+    hosted = hosted_status(sys.argv)
+    raise SystemExit(main() if hosted is None else hosted)
