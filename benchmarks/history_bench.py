@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,9 +450,11 @@ def _timing(spent: dict[str, Spent], name: str) -> Iterator[None]:
 def _timed_dvc(spent: dict[str, Spent]) -> Iterator[None]:
     real = batchflow.run_dvc
 
-    def timed(root: Path, args: list[str], batch_id: str) -> str:
+    def timed(
+        root: Path, args: list[str], batch_id: str, extra_env: Mapping[str, str] | None = None
+    ) -> str:
         with _timing(spent, args[0]):
-            return real(root, args, batch_id)
+            return real(root, args, batch_id, extra_env)
 
     real_push = batchflow.push_batch
 

@@ -23,6 +23,7 @@ import atexit
 import importlib
 import io
 import json
+import logging
 import os
 import selectors
 import shutil
@@ -34,6 +35,7 @@ import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -105,27 +107,52 @@ PRELOAD_LATER = (
     "multiprocessing.synchronize",
 )
 _STOP_WAIT = 10.0
+log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class _Started:
+    process: subprocess.Popen[bytes]
+    pipe: int  # the write end: closing it stops the host
+    directory: str
+    address: str
 
 
 @contextmanager
 def stage_host(root: Path, stages: Sequence[str]) -> Iterator[dict[str, str]]:
     """A host for the stage commands run inside the block; yields the variables that point them
-    at it (none when `MAINSTEM_WARM_STAGES=0`). The host is gone when the block ends."""
-    if os.environ.get(WARM_ENV, "1") == "0":
+    at it (none when `MAINSTEM_WARM_STAGES=0`, or when no host could start: each stage then
+    starts its own interpreter). The host is gone when the block ends."""
+    started = None if os.environ.get(WARM_ENV, "1") == "0" else _start(root, stages)
+    if started is None:
         yield {}
         return
+    try:
+        yield {HOST_ENV: started.address}
+    finally:
+        os.close(started.pipe)
+        try:
+            started.process.wait(timeout=_STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            started.process.kill()
+            started.process.wait()
+        shutil.rmtree(started.directory, ignore_errors=True)
+
+
+def _start(root: Path, stages: Sequence[str]) -> _Started | None:
     from mainstem.commands import tool_env
 
-    directory = tempfile.mkdtemp(prefix="mainstem-stages-")
-    address = os.path.join(directory, "socket")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     read_end, write_end = os.pipe()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    directory = ""
     try:
+        directory = tempfile.mkdtemp(prefix="mainstem-stages-")
+        address = os.path.join(directory, "socket")
         listener.bind(address)
         listener.listen(16)
         command = [sys.executable, "-m", __name__, str(listener.fileno()), str(read_end), *stages]
-        host = subprocess.Popen(
+        process = subprocess.Popen(
             command,
             cwd=root,
             env=tool_env(),
@@ -133,23 +160,16 @@ def stage_host(root: Path, stages: Sequence[str]) -> Iterator[dict[str, str]]:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
         )
-    except BaseException:
+    except OSError as exc:  # a socket path too long, a full /tmp: the stages run cold
+        log.warning("no warm stage host (%s): each stage starts its own interpreter", exc)
         os.close(write_end)
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
+        return None
     finally:
         listener.close()
         os.close(read_end)
-    try:
-        yield {HOST_ENV: address}
-    finally:
-        os.close(write_end)
-        try:
-            host.wait(timeout=_STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            host.kill()
-            host.wait()
-        shutil.rmtree(directory, ignore_errors=True)
+    return _Started(process, write_end, directory, address)
 
 
 def import_plan(stages: Sequence[str]) -> list[tuple[str, str | None]]:
