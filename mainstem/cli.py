@@ -130,7 +130,7 @@ def _process(args: argparse.Namespace) -> int:
     from mainstem.flow.batch import process_next_batch
     from mainstem.flow.queue_drain import drain_queue
     from mainstem.intake.dropfolder import Claimed
-    from mainstem.local.demo import describe
+    from mainstem.local.batch_summary import describe
 
     root = Path(args.workspace)
     runs = drain_queue(root) if args.drain else iter([process_next_batch(root)])
@@ -146,7 +146,7 @@ def _process(args: argparse.Namespace) -> int:
 
 def _worker_process(args: argparse.Namespace) -> int:
     from mainstem.flow.worker import WorkerSettings, process_batch
-    from mainstem.local.demo import describe
+    from mainstem.local.batch_summary import describe
 
     settings = WorkerSettings(args.git_remote, args.dvc_remote, args.cache_dir, args.branch)
     done = process_batch(settings, Path(args.batch), args.scratch)

@@ -7,7 +7,7 @@ from typing import Any
 from mainstem.flow.batch import BatchRun
 from mainstem.intake.dropfolder import Claimed
 from mainstem.intake.lock import owner_for
-from mainstem.local.demo import describe, top_reasons
+from mainstem.local.batch_summary import describe, top_reasons
 
 FIRST = {"batch_id": "ab12", "name": "b1", "sequence": 1}
 
