@@ -7,7 +7,8 @@ the command ends as that child ended, with its exit status or its signal.
 
 Why: a fresh interpreter spends 0.2 to 1.3 s of CPU importing pandas, pyarrow, pandera and DVC
 before a stage does any work, and a batch runs three stages. The host imports them once, while DVC
-loads its pipeline. DVC still starts, waits for and records every stage as its own command: only the
+loads its pipeline, and reads the pipeline once through DVC itself, so the parsers each stage's
+dataset description needs are built before the stage is forked. DVC still starts, waits for and records every stage as its own command: only the
 imports are shared. Without a host (`dvc repro` by hand, `MAINSTEM_WARM_STAGES=0`, a host that
 cannot be reached, or one started with another interpreter, import path or `PYTHON*`/`LD_*`
 variables) the command runs the stage itself, as before.
@@ -106,6 +107,9 @@ PRELOAD_LATER = (
     "multiprocessing.popen_fork",
     "multiprocessing.synchronize",
 )
+# a step of the plan that is not an import: read the first stage's definition through DVC once
+# (`dvc_datasets.load_definitions`), after DVC's modules, so every child finds DVC's parsers built
+DEFINITIONS = "(the pipeline's definitions)"
 _STOP_WAIT = 10.0
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -174,12 +178,15 @@ def _start(root: Path, stages: Sequence[str]) -> _Started | None:
 
 def import_plan(stages: Sequence[str]) -> list[tuple[str, str | None]]:
     """The host's imports in order, each with the stage it completes: the first stage after
-    what all stages share, the second after the libraries of validation, the rest after it.
+    what all stages share and a first read of the pipeline (DEFINITIONS), the second after the
+    libraries of validation, the rest after it.
 
     The host takes a command only between two imports, so the large libraries come one at a
     time: a command for the first stage then waits for one of them at most, not for all.
     """
     plan: list[tuple[str, str | None]] = [(name, None) for name in PRELOAD]
+    if stages:
+        plan.append((DEFINITIONS, None))
     for number, stage in enumerate(stages):
         if number == 1:
             plan.extend((name, None) for name in LIBRARIES)
@@ -190,9 +197,15 @@ def import_plan(stages: Sequence[str]) -> list[tuple[str, str | None]]:
     return plan
 
 
-def _import_quietly(name: str) -> None:
+def _prepare_quietly(name: str, stages: Sequence[str]) -> None:
+    """One step of the plan: an import, or reading the pipeline's definitions (DEFINITIONS)."""
     try:
-        importlib.import_module(name)
+        if name == DEFINITIONS:
+            from mainstem.openlineage.dvc_datasets import load_definitions
+
+            load_definitions(Path.cwd(), stages[0])
+        else:
+            importlib.import_module(name)
     except Exception:  # the stage meets the same error, and reports it, when it runs
         return
 
@@ -292,13 +305,13 @@ class _Host:
         self.ready: set[str] = set()
         self.all_ready = False
 
-    def serve(self, plan: Sequence[tuple[str, str | None]]) -> None:
-        """Import the modules of `plan` in order; after each, a stage it completes is ready, and
+    def serve(self, plan: Sequence[tuple[str, str | None]], stages: Sequence[str]) -> None:
+        """Take the steps of `plan` in order; after each, a stage it completes is ready, and
         a command for a ready stage starts at once. A command waits for its stage's modules rather
         than import them itself beside the host, on the same cores. Then take commands until the
         batch process closes the pipe."""
         for name, completes in plan:
-            _import_quietly(name)
+            _prepare_quietly(name, stages)
             if completes:
                 self.ready.add(completes)
             if self.take(timeout=0):
@@ -393,7 +406,7 @@ def serve(listener: socket.socket, parent: int, stages: Sequence[str]) -> None:
     host = _Host(listener, parent)
     # Ctrl-C reaches the whole process group: the stages stop on it, the host on its pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    host.serve(import_plan(stages))
+    host.serve(import_plan(stages), stages)
 
 
 def main(argv: list[str]) -> int:

@@ -26,7 +26,7 @@ from mainstem.commands import tool_env
 from mainstem.flow.batch import process_next_batch
 from mainstem.local.samples import BatchSpec
 from mainstem.openlineage.stage_client import HOST_ENV, WARM_ENV
-from mainstem.openlineage.stage_host import import_plan, stage_host
+from mainstem.openlineage.stage_host import DEFINITIONS, import_plan, stage_host
 from mainstem.params import load_params
 from tests.conftest import Deliver
 
@@ -41,6 +41,10 @@ def main():
         "pid": os.getpid(), "ppid": os.getppid(), "imported_by": IMPORTED_BY,
         "cwd": os.getcwd(), "argv": sys.argv, "value": os.environ.get("PROBE_VALUE"),
         "path0": sys.path[0],
+        # the workspaces whose pipeline DVC had read in this process before the stage began
+        "definitions": sorted(getattr(
+            sys.modules.get("mainstem.openlineage.dvc_datasets"), "DEFINITIONS_LOADED", ()
+        )),
     }
     with open(os.environ["PROBE_RECORD"], "w") as handle:
         json.dump(record, handle)
@@ -208,6 +212,41 @@ def test_a_host_that_cannot_start_leaves_the_stages_to_run_cold(
     assert list(long_tmp.iterdir()) == []
 
 
+def test_the_host_reads_the_pipeline_once_so_its_children_start_with_dvc_warm(
+    folder: Path,
+) -> None:
+    """The stage's dataset description finds DVC's parsers built by the host: the host read the
+    stage definitions of the workspace before forking the stage."""
+    from dvc.repo import Repo
+
+    Repo.init(str(folder), no_scm=True).close()
+    (folder / "dvc.yaml").write_text(
+        "stages:\n  probe:\n    cmd: python -m mainstem.openlineage.stage_run probe\n",
+        encoding="utf-8",
+    )
+    with stage_host(folder, ["probe"]) as env:
+        command = start_command(folder, env)
+        command.communicate(timeout=60)
+    record = wait_for(folder / "record.json")
+
+    assert command.returncode == 0
+    assert record["pid"] != command.pid
+    assert record["definitions"] == [os.path.realpath(folder)]
+
+
+def test_a_folder_dvc_cannot_read_still_runs_its_stage_warm(
+    folder: Path, host: dict[str, str]
+) -> None:
+    """No DVC repository here: the host's read of the pipeline fails quietly, the stage runs."""
+    command = start_command(folder, host, PROBE_EXIT="0")
+    command.communicate(timeout=60)
+    record = wait_for(folder / "record.json")
+
+    assert command.returncode == 0
+    assert record["pid"] != command.pid
+    assert record["definitions"] == []
+
+
 def test_each_stage_is_ready_once_and_in_the_order_dvc_runs_them() -> None:
     plan = import_plan(["ingest", "validate", "merge"])
     completed = [stage for _name, stage in plan if stage]
@@ -217,6 +256,8 @@ def test_each_stage_is_ready_once_and_in_the_order_dvc_runs_them() -> None:
     assert names.index("stages.ingest") < names.index("pandas") < names.index("stages.validate")
     ready_validate = [stage for _name, stage in plan].index("validate")
     assert ready_validate > names.index("stages.validate")
+    # the pipeline is read once DVC is imported, before the first stage can start
+    assert names.index("dvc.repo") < names.index(DEFINITIONS) < names.index("stages.ingest")
 
 
 def test_a_batch_gives_the_same_bytes_with_and_without_the_host(
