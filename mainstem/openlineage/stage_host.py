@@ -8,10 +8,11 @@ the command ends as that child ended, with its exit status or its signal.
 Why: a fresh interpreter spends 0.2 to 1.3 s of CPU importing pandas, pyarrow, pandera and DVC
 before a stage does any work, and a batch runs three stages. The host imports them once, while DVC
 loads its pipeline, and reads the pipeline once through DVC itself, so the parsers each stage's
-dataset description needs are built before the stage is forked. DVC still starts, waits for and records every stage as its own command: only the
-imports are shared. Without a host (`dvc repro` by hand, `MAINSTEM_WARM_STAGES=0`, a host that
-cannot be reached, or one started with another interpreter, import path or `PYTHON*`/`LD_*`
-variables) the command runs the stage itself, as before.
+dataset description needs are built before the stage is forked. DVC still starts, waits for and
+records every stage as its own command: only the imports and DVC's parsers are shared. Without a
+host (`dvc repro` by hand, `MAINSTEM_WARM_STAGES=0`, a host that cannot be reached, or one started
+with another interpreter, import path or `PYTHON*`/`LD_*` variables) the command runs the stage
+itself, as before.
 
 A child dies with the host (`PR_SET_PDEATHSIG`), the host kills a child whose command went away,
 and the host ends when the batch process closes its pipe or dies. A child stays in the batch
